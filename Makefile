@@ -1,0 +1,52 @@
+# ScintiSeg — `make run` starts Orthanc with the plugin; `make test` passes every test.
+# Both set up what they need on a fresh Debian 12 machine (run as root, or with sudo).
+
+SHELL := /bin/bash
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+# The Orthanc Python plugin embeds Debian's interpreter: the venv must be made from it.
+SYSTEM_PYTHON := /usr/bin/python3
+APT_PACKAGES := orthanc orthanc-python orthanc-dicomweb dcmtk dicom3tools python3-venv
+
+.PHONY: setup apt venv run test lint unit integration bench clean
+
+setup: apt venv
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	@test -x $(PY) || $(SYSTEM_PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps -e .
+	@touch $@
+
+run: setup
+	./scripts/run-orthanc.sh
+
+lint: venv
+	$(VENV)/bin/ruff check plugin training tests bench
+	$(VENV)/bin/mypy
+
+unit: venv
+	$(VENV)/bin/pytest -q tests/unit
+
+integration: setup
+	$(VENV)/bin/pytest -q tests/integration
+
+test: setup lint
+	$(VENV)/bin/pytest -q tests
+
+bench: setup
+	$(PY) bench/bench_pipeline.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

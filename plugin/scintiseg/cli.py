@@ -1,0 +1,217 @@
+"""The ``scintiseg`` command line.
+
+``scintiseg segment INPUT... --out DIR``
+    DICOM files or folders in; one SEG per source NM instance out, and one
+    summary line per image. Inputs that are not NM images or cannot be read
+    get a message and are skipped; the exit code is 1 if any input failed.
+``scintiseg generate --out DIR``
+    A synthetic study set (NM Image Storage files) for demos and tests.
+``scintiseg train|evaluate|export|dataset ...``
+    The training commands of ``scintiseg_training`` (need the dev install with torch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TextIO
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from . import __version__
+from .nm import NotNMImageError, UnreadableImageError, is_nm_image
+
+log = logging.getLogger("scintiseg")
+
+TRAINING_COMMANDS = {
+    "dataset": "scintiseg_training.dataset",
+    "train": "scintiseg_training.train",
+    "evaluate": "scintiseg_training.evaluate",
+    "export": "scintiseg_training.export",
+}
+
+
+def default_models_dir() -> Path:
+    """``$SCINTISEG_MODELS``, else the repository's ``models/`` folder."""
+    env = os.environ.get("SCINTISEG_MODELS")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "models"
+
+
+def iter_inputs(paths: Sequence[str]) -> Iterator[Path]:
+    """Files named, and every file below folders named, in sorted order."""
+    for p in map(Path, paths):
+        if p.is_dir():
+            yield from sorted(f for f in p.rglob("*") if f.is_file())
+        else:
+            yield p
+
+
+class Progress:
+    """A one-line progress bar on a terminal, silent elsewhere and for few items."""
+
+    def __init__(self, total: int, stream: TextIO, min_items: int = 10) -> None:
+        self.total = total
+        self.stream = stream
+        self.enabled = total >= min_items and stream.isatty()
+        self.start = time.perf_counter()
+
+    def update(self, done: int) -> None:
+        if not self.enabled:
+            return
+        width = 30
+        filled = int(width * done / max(1, self.total))
+        elapsed = time.perf_counter() - self.start
+        eta = elapsed / done * (self.total - done) if done else 0.0
+        self.stream.write(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} ETA {eta:5.1f}s"
+        )
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from .inference import DEFAULT_PROVIDERS, Segmenter
+    from .pipeline import OutputOptions, Pipeline
+
+    files = list(iter_inputs(args.inputs))
+    if not files:
+        print("scintiseg: no input files", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    providers = args.providers.split(",") if args.providers else list(DEFAULT_PROVIDERS)
+    segmenter = Segmenter.from_models_dir(Path(args.models), providers=providers)
+    pipeline = Pipeline(segmenter, OutputOptions(series_number=args.series_number))
+    print(f"models: {', '.join(segmenter.model_idents)}; providers: {', '.join(segmenter.providers)}")
+    failed = 0
+    done = 0
+    progress = Progress(len(files), sys.stderr)
+    for i, path in enumerate(files, 1):
+        try:
+            try:
+                ds = pydicom.dcmread(path)
+            except (InvalidDicomError, OSError, ValueError) as exc:
+                raise UnreadableImageError(f"not a readable DICOM file ({exc})") from exc
+            if not is_nm_image(ds):
+                raise NotNMImageError(
+                    f"not an NM image (Modality {getattr(ds, 'Modality', '?')}, "
+                    f"SOP class {getattr(ds, 'SOPClassUID', '?')})"
+                )
+            result = pipeline.process(ds)
+        except (NotNMImageError, UnreadableImageError) as exc:
+            failed += 1
+            print(f"SKIP {path}: {exc}", file=sys.stderr)
+        except Exception as exc:  # one error boundary per input: report and go on
+            failed += 1
+            log.debug("failure on %s", path, exc_info=True)
+            print(f"FAIL {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        else:
+            done += 1
+            target = out / f"SEG_{result.seg.SOPInstanceUID}.dcm"
+            result.seg.save_as(target, enforce_file_format=True)
+            print(summary_line(path, result.frames, result.timings_ms["total_ms"], target))
+        progress.update(i)
+    progress.close()
+    print(f"{done} segmented, {failed} failed or skipped, SEG files in {out}")
+    return 1 if failed else 0
+
+
+def summary_line(path: Path, frames: list[dict], total_ms: float, target: Path) -> str:
+    """``path: gland 1234.5 mm², 2 nodules, 45 ms -> SEG file`` (per frame when several)."""
+    parts = []
+    for f in frames:
+        area = f["gland_area_mm2"]
+        gland = f"gland {area:.1f} mm²" if area is not None else f"gland {f['gland_pixels']} px"
+        prefix = f"frame {f['frame']}: " if len(frames) > 1 else ""
+        parts.append(f"{prefix}{gland}, {f['nodule_count']} nodule(s)")
+    return f"{path}: {'; '.join(parts)}, {total_ms:.0f} ms -> {target.name}"
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .synthetic.dicom import write_study
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    progress = Progress(args.count, sys.stderr)
+    written = 0
+    for i in range(args.count):
+        seed = args.seed + i
+        files = write_study(seed, out / f"study_{seed:05d}", kind=args.kind, frames=args.frames)
+        written += len(files)
+        progress.update(i + 1)
+    progress.close()
+    print(f"{args.count} studies, {written} NM files in {out}")
+    return 0
+
+
+def run_training_command(name: str, argv: Sequence[str]) -> int:
+    try:
+        module = importlib.import_module(TRAINING_COMMANDS[name])
+    except ImportError as exc:
+        print(
+            f"scintiseg {name}: the training tools are not installed ({exc}); "
+            "run `make setup` for the development environment",
+            file=sys.stderr,
+        )
+        return 2
+    return int(module.main(list(argv)) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scintiseg", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"scintiseg {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    seg = sub.add_parser("segment", help="segment NM DICOM files into DICOM-SEG files")
+    seg.add_argument("inputs", nargs="+", help="DICOM files or folders")
+    seg.add_argument("--out", required=True, help="folder for the SEG files")
+    seg.add_argument("--models", default=str(default_models_dir()), help="models folder")
+    seg.add_argument(
+        "--providers", default="", help="onnxruntime execution providers, comma-separated"
+    )
+    seg.add_argument("--series-number", type=int, default=9901, help="SEG series number")
+    seg.set_defaults(func=cmd_segment)
+
+    gen = sub.add_parser("generate", help="write synthetic thyroid scintigraphy studies")
+    gen.add_argument("--out", required=True, help="output folder")
+    gen.add_argument("--count", type=int, default=10, help="number of studies")
+    gen.add_argument("--seed", type=int, default=1000, help="first seed")
+    gen.add_argument("--kind", default=None, help="force a case kind (see docs/synthetic-data.md)")
+    gen.add_argument("--frames", type=int, default=1, help="frames per NM instance")
+    gen.set_defaults(func=cmd_generate)
+
+    for name in TRAINING_COMMANDS:
+        p = sub.add_parser(name, help=f"training: {name} (see docs/training.md)", add_help=False)
+        p.add_argument("args", nargs=argparse.REMAINDER)
+        p.set_defaults(func=None, training=name)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in TRAINING_COMMANDS:
+        return run_training_command(argv[0], argv[1:])
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Numbers a physician reads off a thyroid scan, from the image and its masks.
+
+Conventions (anterior view, as displayed): image columns run from the
+patient's right (left of the image) to the patient's left. The midline
+between the lobes is the column of least gland width between the two lobes'
+centres (the isthmus), or the gland's centre of mass when nothing narrows.
+Poles are thirds of a lobe's height: upper, middle, lower.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+
+def _area_mm2(pixels: int, spacing: float | None) -> float | None:
+    return None if spacing is None else round(pixels * spacing * spacing, 1)
+
+
+def midline_column(gland: np.ndarray) -> float:
+    """Column that separates the right lobe (image left) from the left lobe."""
+    cols = np.flatnonzero(gland.any(axis=0))
+    if cols.size == 0:
+        return gland.shape[1] / 2.0
+    profile = gland.sum(axis=0).astype(float)
+    centre = float(ndimage.center_of_mass(gland)[1])
+    lo, hi = cols[0], cols[-1]
+    span = hi - lo
+    # search the narrowest column in the central half of the gland's width
+    a, b = int(lo + span * 0.25), int(hi - span * 0.25)
+    if b <= a:
+        return centre
+    inner = profile[a : b + 1]
+    if inner.min() >= 0.8 * min(profile[lo : a + 1].max(), profile[b : hi + 1].max()):
+        return centre
+    return float(a + int(np.argmin(inner)) + 0.5)
+
+
+def measure_frame(
+    counts: np.ndarray, gland: np.ndarray, nodules: np.ndarray, pixel_spacing_mm: float | None
+) -> dict[str, Any]:
+    """Gland area and counts, lobe shares, and one entry per cold nodule."""
+    gland = gland.astype(bool)
+    nodules = nodules.astype(bool)
+    counts = np.asarray(counts, dtype=np.float64)
+    mid = midline_column(gland)
+    cols = np.arange(gland.shape[1])[None, :] + 0.5
+    right = gland & (cols < mid)  # patient's right lobe: image left
+    left = gland & (cols >= mid)
+    total = float(counts[gland].sum())
+    out: dict[str, Any] = {
+        "gland_pixels": int(gland.sum()),
+        "gland_area_mm2": _area_mm2(int(gland.sum()), pixel_spacing_mm),
+        "gland_counts": round(total, 1),
+        "right_lobe_share_pct": round(100.0 * counts[right].sum() / total, 1) if total > 0 else None,
+        "left_lobe_share_pct": round(100.0 * counts[left].sum() / total, 1) if total > 0 else None,
+    }
+    labels, n = ndimage.label(nodules, structure=np.ones((3, 3), dtype=bool))
+    ring_struct = np.ones((3, 3), dtype=bool)
+    items = []
+    for i in range(1, n + 1):
+        comp = labels == i
+        r, c = ndimage.center_of_mass(comp)
+        lobe_mask = right if c + 0.5 < mid else left
+        lobe = "right" if c + 0.5 < mid else "left"
+        rows = np.flatnonzero(lobe_mask.any(axis=1))
+        if rows.size:
+            frac = (r - rows[0]) / max(1, rows[-1] - rows[0])
+            pole = "upper" if frac < 1 / 3 else ("middle" if frac < 2 / 3 else "lower")
+        else:
+            pole = "middle"
+        ring = ndimage.binary_dilation(comp, ring_struct, iterations=3) & gland & ~nodules
+        inside = float(counts[comp].mean())
+        around = float(counts[ring].mean()) if ring.any() else 0.0
+        items.append(
+            {
+                "pixels": int(comp.sum()),
+                "area_mm2": _area_mm2(int(comp.sum()), pixel_spacing_mm),
+                "lobe": lobe,
+                "pole": pole,
+                "count_ratio": round(inside / around, 3) if around > 0 else None,
+                "centre_px": [round(float(r), 1), round(float(c), 1)],
+            }
+        )
+    out["nodule_count"] = n
+    out["nodules"] = items
+    return out
