@@ -1,0 +1,106 @@
+"""Per-image time split of the offline pipeline against the raw ONNX Runtime time.
+
+Run: ``make bench`` or ``.venv/bin/python bench/bench_pipeline.py [--matrix 256] [--repeat 30]``.
+
+Stages: decode (DICOM bytes -> dataset -> frames), pre-process, gland and
+nodule inference, post-process (+ measurements), SEG encode (build + write to
+bytes). "raw" is ``session.run`` alone on a ready input for each model. The
+targets (issue 2) are: whole pipeline <= 1.5x the raw model time, and
+<= 100 ms for both models on one 256x256 image on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import pydicom
+
+from scintiseg.cli import default_models_dir
+from scintiseg.inference import Segmenter
+from scintiseg.pipeline import Pipeline
+from scintiseg.synthetic import generate_scan
+from scintiseg.synthetic.dicom import scan_to_dataset
+
+
+def make_source(matrix: int, seed: int) -> bytes:
+    scan = generate_scan(seed, matrix=matrix, kind="cold_nodules")
+    ds = scan_to_dataset(
+        scan,
+        patient_id="BENCH",
+        patient_name="Bench^Pipeline",
+        study_uid=pydicom.uid.generate_uid(entropy_srcs=["bench-study", str(seed)]),
+        series_uid=pydicom.uid.generate_uid(entropy_srcs=["bench-series", str(seed)]),
+        sop_uid=pydicom.uid.generate_uid(entropy_srcs=["bench-sop", str(seed)]),
+    )
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def raw_ms(segmenter: Segmenter, repeat: int) -> dict[str, float]:
+    out = {}
+    for model in (segmenter.gland, segmenter.nodule):
+        x = np.random.default_rng(0).random((1, model.card.size, model.card.size), np.float32)
+        model.run(x)  # warm-up
+        times = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            model.run(x)
+            times.append((time.perf_counter() - t) * 1e3)
+        out[f"raw_{model.card.task}_ms"] = statistics.median(times)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--matrix", type=int, default=256)
+    ap.add_argument("--repeat", type=int, default=30)
+    ap.add_argument("--models", default=str(default_models_dir()))
+    ap.add_argument("--providers", default="CUDAExecutionProvider,CPUExecutionProvider")
+    ap.add_argument("--json", help="also write the figures to this JSON file")
+    args = ap.parse_args()
+
+    segmenter = Segmenter.from_models_dir(Path(args.models), providers=args.providers.split(","))
+    pipeline = Pipeline(segmenter)
+    sources = [make_source(args.matrix, 7000 + i) for i in range(args.repeat)]
+    pipeline.process(pydicom.dcmread(io.BytesIO(sources[0])))  # warm-up
+
+    rows: list[dict[str, float]] = []
+    for blob in sources:
+        t0 = time.perf_counter()
+        ds = pydicom.dcmread(io.BytesIO(blob))
+        t1 = time.perf_counter()
+        result = pipeline.process(ds)
+        buf = io.BytesIO()
+        result.seg.save_as(buf, enforce_file_format=True)
+        t2 = time.perf_counter()
+        row = dict(result.timings_ms)
+        row["decode_ms"] += (t1 - t0) * 1e3
+        row["seg_encode_ms"] += (t2 - t1) * 1e3 - result.timings_ms["total_ms"]
+        row["total_ms"] = (t2 - t0) * 1e3
+        rows.append(row)
+    med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+    med.update(raw_ms(segmenter, args.repeat))
+    raw_total = med["raw_gland_ms"] + med["raw_nodule_ms"]
+    med["pipeline_over_raw"] = med["total_ms"] / raw_total
+    print(f"matrix {args.matrix}x{args.matrix}, {args.repeat} images, providers {segmenter.providers}")
+    print(f"models: {', '.join(segmenter.model_idents)}")
+    print("median per image:")
+    for k in (
+        "decode_ms", "preprocess_ms", "gland_inference_ms", "nodule_inference_ms",
+        "postprocess_ms", "measure_ms", "seg_encode_ms", "total_ms", "raw_gland_ms", "raw_nodule_ms",
+    ):
+        print(f"  {k:22s} {med[k]:8.2f}")
+    print(f"  {'pipeline / raw models':22s} {med['pipeline_over_raw']:8.2f}x")
+    if args.json:
+        Path(args.json).write_text(json.dumps(med, indent=2))
+
+
+if __name__ == "__main__":
+    main()
