@@ -1,0 +1,253 @@
+"""Synthetic scans as DICOM NM Image Storage instances (validated with dciodvfy).
+
+One :class:`Scan` gives a single-frame NM image; several scans of equal matrix, pixel
+spacing and isotope give a static multi-frame NM image, one frame per detector/view
+(``FrameIncrementPointer`` = Energy Window Vector, Detector Vector). Output is
+deterministic: dates, times and demographics come from ``scan.params``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence as DicomSequence
+from pydicom.tag import Tag
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian
+
+from .acquisition import ISOTOPE_SPECS
+from .scan import Scan
+
+__all__ = ["NM_IMAGE_STORAGE", "deterministic_uid", "scan_to_dataset", "study_uids", "write_study"]
+
+NM_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.20"
+_MANUFACTURER = "ScintiSeg synthetic"
+_UID_NAMESPACE = uuid.UUID("5c1e7d0a-7b1e-5a0e-9c1a-5c1a75e90001")
+
+
+def _code(value: str, scheme: str, meaning: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue = value
+    item.CodingSchemeDesignator = scheme
+    item.CodeMeaning = meaning
+    return item
+
+
+def _birth_date(acq_date: str, age: int) -> str:
+    year, month, day = int(acq_date[:4]), int(acq_date[4:6]), int(acq_date[6:8])
+    born = date(year - age, month, min(day, 28))
+    return born.strftime("%Y%m%d")
+
+
+def _ds(value: float) -> str:
+    """A DS string of at most 16 characters."""
+    text = f"{value:.6g}"
+    return text if len(text) <= 16 else f"{value:.8e}"[:16]
+
+
+def scan_to_dataset(
+    scans: Scan | Sequence[Scan],
+    *,
+    patient_id: str,
+    patient_name: str,
+    study_uid: str,
+    series_uid: str,
+    sop_uid: str,
+    study_description: str = "Thyroid scintigraphy",
+    series_description: str = "Thyroid anterior static",
+    instance_number: int = 1,
+) -> Dataset:
+    """Build an NM Image Storage dataset (explicit VR little endian, uint16 pixels)."""
+    frames = [scans] if isinstance(scans, Scan) else list(scans)
+    if not frames:
+        raise ValueError("no scan given")
+    first = frames[0]
+    p = first.params
+    shape = first.counts.shape
+    for s in frames[1:]:
+        if s.counts.shape != shape:
+            raise ValueError("all frames must share the same matrix")
+        if abs(s.pixel_spacing_mm - first.pixel_spacing_mm) > 1e-6 * first.pixel_spacing_mm:
+            raise ValueError("all frames must share the same pixel spacing")
+        if s.params["isotope"] != p["isotope"]:
+            raise ValueError("all frames must share the same isotope")
+    spec = ISOTOPE_SPECS[p["isotope"]]
+    acq_date, acq_time = str(p["acquisition_date"]), str(p["acquisition_time"])
+    n_frames = len(frames)
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPInstanceUID = UID(sop_uid)
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.MediaStorageSOPClassUID = UID(NM_IMAGE_STORAGE)
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds = Dataset()
+    ds.file_meta = meta
+
+    # SOP Common
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.SOPClassUID = NM_IMAGE_STORAGE
+    ds.SOPInstanceUID = sop_uid
+    ds.InstanceCreationDate = acq_date
+    ds.InstanceCreationTime = acq_time
+    # Patient
+    ds.PatientName = patient_name
+    ds.PatientID = patient_id
+    ds.PatientBirthDate = _birth_date(acq_date, int(p.get("patient_age", 50)))
+    ds.PatientSex = str(p.get("patient_sex", "O"))
+    # General Study / Patient Study
+    ds.StudyInstanceUID = study_uid
+    ds.StudyDate = acq_date
+    ds.StudyTime = acq_time
+    ds.ReferringPhysicianName = ""
+    ds.StudyID = "1"
+    ds.AccessionNumber = ""
+    ds.StudyDescription = study_description
+    ds.PatientAge = f"{int(p.get('patient_age', 50)):03d}Y"
+    # General Series
+    ds.Modality = "NM"
+    ds.SeriesInstanceUID = series_uid
+    ds.SeriesNumber = 1
+    ds.SeriesDate = acq_date
+    ds.SeriesTime = acq_time
+    ds.SeriesDescription = series_description
+    ds.BodyPartExamined = "NECK"
+    # NM/PET Patient Orientation
+    orient = _code("102538003", "SCT", "recumbent")
+    orient.PatientOrientationModifierCodeSequence = DicomSequence(
+        [_code("40199007", "SCT", "supine")]
+    )
+    ds.PatientOrientationCodeSequence = DicomSequence([orient])
+    ds.PatientGantryRelationshipCodeSequence = DicomSequence(
+        [_code("102540008", "SCT", "headfirst")]
+    )
+    # General Equipment
+    ds.Manufacturer = _MANUFACTURER
+    ds.ManufacturerModelName = "scintiseg.synthetic"
+    ds.SoftwareVersions = "1"
+    # General Acquisition / General Image
+    ds.AcquisitionDate = acq_date
+    ds.AcquisitionTime = acq_time
+    ds.ContentDate = acq_date
+    ds.ContentTime = acq_time
+    ds.InstanceNumber = instance_number
+    ds.PatientOrientation = ["L", "F"]  # anterior view: patient's right on the image left
+    ds.BurnedInAnnotation = "NO"
+    ds.LossyImageCompression = "00"
+    ds.ImageComments = "Synthetic scintigraphy (ScintiSeg), not a patient"
+    # NM Image
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "STATIC", "EMISSION"]
+    ds.CountsAccumulated = int(sum(int(s.counts.sum(dtype=np.int64)) for s in frames))
+    ds.AcquisitionTerminationCondition = "TIME"
+    ds.ActualFrameDuration = int(p.get("frame_duration_s", 300)) * 1000
+    # Image Pixel / NM Image Pixel
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = int(shape[0]), int(shape[1])
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    ds.PixelSpacing = [_ds(first.pixel_spacing_mm), _ds(first.pixel_spacing_mm)]
+    # Multi-frame / NM Multi-frame
+    ds.NumberOfFrames = n_frames
+    ds.FrameIncrementPointer = [Tag(0x0054, 0x0010), Tag(0x0054, 0x0020)]
+    ds.NumberOfEnergyWindows = 1
+    ds.EnergyWindowVector = [1] * n_frames
+    ds.NumberOfDetectors = n_frames
+    ds.DetectorVector = list(range(1, n_frames + 1))
+    # NM Isotope
+    window = Dataset()
+    half = spec.photopeak_kev * spec.window_pct / 200.0
+    rng_item = Dataset()
+    rng_item.EnergyWindowLowerLimit = _ds(spec.photopeak_kev - half)
+    rng_item.EnergyWindowUpperLimit = _ds(spec.photopeak_kev + half)
+    window.EnergyWindowRangeSequence = DicomSequence([rng_item])
+    window.EnergyWindowName = f"{spec.name} {spec.photopeak_kev:g} keV"
+    ds.EnergyWindowInformationSequence = DicomSequence([window])
+    pharm = Dataset()
+    pharm.RadionuclideCodeSequence = DicomSequence([_code(*spec.radionuclide_code)])
+    oral = spec.name == "I-131"
+    pharm.RadiopharmaceuticalRoute = "Oral" if oral else "Intravenous"
+    pharm.AdministrationRouteCodeSequence = DicomSequence(
+        [_code("26643006", "SCT", "Oral") if oral else _code("47625008", "SCT", "Intravenous")]
+    )
+    pharm.RadionuclideTotalDose = _ds(float(p.get("dose_mbq", 100.0)))
+    pharm.Radiopharmaceutical = spec.pharmaceutical
+    pharm.RadiopharmaceuticalCodeSequence = DicomSequence([_code(*spec.pharmaceutical_code)])
+    ds.RadiopharmaceuticalInformationSequence = DicomSequence([pharm])
+    # NM Detector
+    detectors = []
+    for s in frames:
+        sp_ = s.params
+        det = Dataset()
+        pinhole = sp_["collimator"] == "pinhole"
+        det.CollimatorGridName = str(sp_.get("collimator_model", "PINHOLE"))
+        det.CollimatorType = "PINH" if pinhole else "PARA"
+        det.FieldOfViewShape = "RECTANGLE"
+        det.FieldOfViewDimensions = [540, 400]
+        det.FocalDistance = 230 if pinhole else None
+        det.XFocusCenter = "0" if pinhole else None
+        det.YFocusCenter = "0" if pinhole else None
+        zoom = 400.0 / (float(sp_["fov_mm"]) if not pinhole else 400.0)
+        det.ZoomFactor = [_ds(max(zoom, 1.0)), _ds(max(zoom, 1.0))]
+        # anterior view, supine head first: rows run to the patient's left (+x),
+        # columns to the feet (-z); position of the first pixel centre (mm)
+        n_, sp = s.counts.shape[1], s.pixel_spacing_mm
+        det.ImageOrientationPatient = ["1", "0", "0", "0", "0", "-1"]
+        det.ImagePositionPatient = [_ds(-(n_ / 2 - 0.5) * sp), "0", _ds((n_ / 2 - 0.5) * sp)]
+        det.ViewCodeSequence = DicomSequence([_code("399321004", "SCT", "Anterior projection")])
+        detectors.append(det)
+    ds.DetectorInformationSequence = DicomSequence(detectors)
+
+    pixels = np.stack([s.counts.astype("<u2", copy=False) for s in frames])
+    ds.PixelData = (pixels[0] if n_frames == 1 else pixels).tobytes()
+    return ds
+
+
+def deterministic_uid(*parts: str) -> str:
+    """A ``2.25.<uuid>`` UID from a name-based (SHA-1, version 5) UUID of ``parts``.
+
+    (``pydicom.uid.generate_uid(prefix=None, entropy_srcs=...)`` ignores the entropy
+    sources and returns a random UUID UID, hence this helper.)
+    """
+    return f"2.25.{uuid.uuid5(_UID_NAMESPACE, '|'.join(parts)).int}"
+
+
+def study_uids(seed: int, n_instances: int) -> tuple[str, str, list[str]]:
+    """Deterministic (study, series, [sop...]) UIDs for a synthetic study of ``seed``."""
+    base = ("scintiseg-synthetic", str(seed))
+    study = deterministic_uid(*base, "study")
+    series = deterministic_uid(*base, "series")
+    sops = [deterministic_uid(*base, "sop", str(i)) for i in range(n_instances)]
+    return study, series, sops
+
+
+def write_study(scans: Scan | Sequence[Scan], out_dir: str | Path, seed: int) -> list[Path]:
+    """Write one study (one series, one single-frame NM instance per scan) to ``out_dir``.
+
+    Patient ID ``SYN<seed>``; UIDs derived from ``seed`` (see :func:`study_uids`).
+    Returns the written file paths (``NM_<seed>_<index>.dcm``).
+    """
+    items = [scans] if isinstance(scans, Scan) else list(scans)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    study, series, sops = study_uids(seed, len(items))
+    paths = []
+    for i, (scan, sop) in enumerate(zip(items, sops, strict=True)):
+        ds = scan_to_dataset(
+            scan,
+            patient_id=f"SYN{seed:08d}",
+            patient_name=f"SYNTHETIC^CASE{seed}",
+            study_uid=study,
+            series_uid=series,
+            sop_uid=sop,
+            instance_number=i + 1,
+        )
+        path = out / f"NM_{seed}_{i + 1:03d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
