@@ -25,18 +25,15 @@ from scintiseg.cli import default_models_dir
 from scintiseg.inference import Segmenter
 from scintiseg.pipeline import Pipeline
 from scintiseg.synthetic import generate_scan
-from scintiseg.synthetic.dicom import scan_to_dataset
+from scintiseg.synthetic.dicom import scan_to_dataset, study_uids
 
 
 def make_source(matrix: int, seed: int) -> bytes:
     scan = generate_scan(seed, matrix=matrix, kind="cold_nodules")
+    study, series, (sop,) = study_uids(seed, 1)
     ds = scan_to_dataset(
-        scan,
-        patient_id="BENCH",
-        patient_name="Bench^Pipeline",
-        study_uid=pydicom.uid.generate_uid(entropy_srcs=["bench-study", str(seed)]),
-        series_uid=pydicom.uid.generate_uid(entropy_srcs=["bench-series", str(seed)]),
-        sop_uid=pydicom.uid.generate_uid(entropy_srcs=["bench-sop", str(seed)]),
+        scan, patient_id="BENCH", patient_name="Bench^Pipeline",
+        study_uid=study, series_uid=series, sop_uid=sop,
     )
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)

@@ -141,19 +141,32 @@ def summary_line(path: Path, frames: list[dict], total_ms: float, target: Path) 
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .synthetic.dicom import write_study
+    from .synthetic import generate_scan
+    from .synthetic.dicom import scan_to_dataset, study_uids
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.frames < 1:
+        print("scintiseg generate: --frames must be at least 1", file=sys.stderr)
+        return 2
     progress = Progress(args.count, sys.stderr)
-    written = 0
     for i in range(args.count):
         seed = args.seed + i
-        files = write_study(seed, out / f"study_{seed:05d}", kind=args.kind, frames=args.frames)
-        written += len(files)
+        scan = generate_scan(seed, kind=args.kind)
+        study, series, (sop,) = study_uids(seed, 1)
+        # several frames: repeated static views of the same neck (one per detector)
+        ds = scan_to_dataset(
+            [scan] * args.frames if args.frames > 1 else scan,
+            patient_id=f"SYN{seed:08d}",
+            patient_name=f"SYNTHETIC^CASE{seed}",
+            study_uid=study,
+            series_uid=series,
+            sop_uid=sop,
+        )
+        ds.save_as(out / f"NM_{seed:05d}_{scan.kind}.dcm", enforce_file_format=True)
         progress.update(i + 1)
     progress.close()
-    print(f"{args.count} studies, {written} NM files in {out}")
+    print(f"{args.count} synthetic NM studies in {out}")
     return 0
 
 

@@ -8,7 +8,6 @@ deterministic: dates, times and demographics come from ``scan.params``.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
@@ -19,6 +18,7 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import Tag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian
 
+from ..uids import deterministic_uid
 from .acquisition import ISOTOPE_SPECS
 from .scan import Scan
 
@@ -26,7 +26,6 @@ __all__ = ["NM_IMAGE_STORAGE", "deterministic_uid", "scan_to_dataset", "study_ui
 
 NM_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.20"
 _MANUFACTURER = "ScintiSeg synthetic"
-_UID_NAMESPACE = uuid.UUID("5c1e7d0a-7b1e-5a0e-9c1a-5c1a75e90001")
 
 
 def _code(value: str, scheme: str, meaning: str) -> Dataset:
@@ -206,15 +205,6 @@ def scan_to_dataset(
     pixels = np.stack([s.counts.astype("<u2", copy=False) for s in frames])
     ds.PixelData = (pixels[0] if n_frames == 1 else pixels).tobytes()
     return ds
-
-
-def deterministic_uid(*parts: str) -> str:
-    """A ``2.25.<uuid>`` UID from a name-based (SHA-1, version 5) UUID of ``parts``.
-
-    (``pydicom.uid.generate_uid(prefix=None, entropy_srcs=...)`` ignores the entropy
-    sources and returns a random UUID UID, hence this helper.)
-    """
-    return f"2.25.{uuid.uuid5(_UID_NAMESPACE, '|'.join(parts)).int}"
 
 
 def study_uids(seed: int, n_instances: int) -> tuple[str, str, list[str]]:

@@ -1,0 +1,158 @@
+"""Reading nuclear-medicine (NM) sources: which instances, which pixels, what spacing.
+
+What counts as an NM image (:func:`is_nm_image`):
+
+* any instance of the NM Image Storage SOP class
+  (``1.2.840.10008.5.1.4.1.1.20``), the IOD gamma cameras use for planar
+  scintigraphies, single- or multi-frame; or
+* any other instance whose Modality is ``NM`` *and* which carries pixel data:
+  old archives hold thyroid scans as retired Nuclear Medicine Image Storage
+  (``1.2.840.10008.5.1.4.1.1.5``) or as Secondary Capture with Modality NM.
+  Such objects are read the same way; whether they are greyscale count images
+  is checked when the pixels are read (:func:`nm_frames`).
+
+Segmentations, structured reports and other non-image NM-modality objects have
+no pixel data and are therefore not NM images here.
+
+Pixels (:func:`nm_frames`) are always returned as a float32 stack
+``(frames, rows, cols)``, frame ``i`` being source frame number ``i + 1``, with
+the Modality LUT rescale (Rescale Slope/Intercept) applied when the source has
+one; NM Image Storage normally has none, in which case the values are the
+stored counts.
+
+Errors are :class:`NotNMImageError` (this is not a scintigraphy, skip it) and
+:class:`UnreadableImageError` (it is one, but its pixels cannot be used); both
+are ``ValueError`` subclasses with a message meant for a user's log.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from pydicom import Dataset
+from pydicom.uid import UID
+
+NM_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.20"
+#: Retired "Nuclear Medicine Image Storage" (ACR-NEMA era); accepted through Modality NM.
+NM_IMAGE_STORAGE_RETIRED = "1.2.840.10008.5.1.4.1.1.5"
+
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+class NotNMImageError(ValueError):
+    """The instance is not a nuclear-medicine image (wrong SOP class / modality)."""
+
+
+class UnreadableImageError(ValueError):
+    """The instance is an NM image, but its pixel data cannot be decoded or used."""
+
+
+def _describe(ds: Dataset) -> str:
+    sop_class = ds.get("SOPClassUID")
+    name = UID(str(sop_class)).name if sop_class else "no SOP Class UID"
+    uid = ds.get("SOPInstanceUID", "?")
+    return f"instance {uid} ({name}, Modality {ds.get('Modality') or '?'})"
+
+
+def _has_pixel_data(ds: Dataset) -> bool:
+    return any(keyword in ds for keyword in _PIXEL_KEYWORDS)
+
+
+def is_nm_image(ds: Dataset) -> bool:
+    """Whether ``ds`` is a nuclear-medicine image that ScintiSeg may segment.
+
+    True for the NM Image Storage SOP class (pixel data loaded or not: metadata
+    alone answers the question), and for any other instance with Modality
+    ``NM`` that has pixel data (retired NM storage, Secondary Capture).
+    """
+    if str(ds.get("SOPClassUID", "")) == NM_IMAGE_STORAGE:
+        return True
+    return str(ds.get("Modality", "")).strip().upper() == "NM" and _has_pixel_data(ds)
+
+
+def _number(value: Any, default: float) -> float:
+    if value is None or value == "":
+        return default
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        return default
+    return result if math.isfinite(result) else default
+
+
+def nm_frames(ds: Dataset) -> np.ndarray:
+    """All frames of an NM image as float32 ``(frames, rows, cols)``.
+
+    Rescale Slope/Intercept are applied when present. Raises
+    :class:`NotNMImageError` if ``ds`` is not an NM image and
+    :class:`UnreadableImageError` if its pixels are absent, colour, or cannot
+    be decoded (e.g. a compressed transfer syntax without a decoder).
+    """
+    if not is_nm_image(ds):
+        raise NotNMImageError(
+            f"{_describe(ds)} is not a nuclear-medicine image; ScintiSeg segments "
+            "NM Image Storage scintigraphies only"
+        )
+    if not _has_pixel_data(ds):
+        raise UnreadableImageError(
+            f"{_describe(ds)} has no pixel data (was it retrieved without its pixels?)"
+        )
+    samples = int(ds.get("SamplesPerPixel") or 1)
+    if samples != 1:
+        raise UnreadableImageError(
+            f"{_describe(ds)} has {samples} samples per pixel (a colour image); "
+            "a scintigraphy must be a greyscale count image"
+        )
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        n_frames = int(ds.get("NumberOfFrames") or 1)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise UnreadableImageError(
+            f"{_describe(ds)} has no usable Rows/Columns/Number of Frames ({exc})"
+        ) from exc
+    if rows < 1 or cols < 1 or n_frames < 1:
+        raise UnreadableImageError(
+            f"{_describe(ds)} has an empty matrix ({n_frames} frames of {rows}x{cols})"
+        )
+    try:
+        pixels = np.asarray(ds.pixel_array)
+    except Exception as exc:  # decoder boundary: pydicom raises many types
+        ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        ts_name = UID(str(ts)).name if ts else "unknown transfer syntax"
+        raise UnreadableImageError(
+            f"cannot decode the pixel data of {_describe(ds)} ({ts_name}): {exc}"
+        ) from exc
+    if pixels.size != n_frames * rows * cols:
+        raise UnreadableImageError(
+            f"{_describe(ds)}: decoded {pixels.size} pixels, expected "
+            f"{n_frames} frames of {rows}x{cols}"
+        )
+    frames = pixels.reshape(n_frames, rows, cols).astype(np.float32)
+    slope = _number(ds.get("RescaleSlope"), 1.0)
+    intercept = _number(ds.get("RescaleIntercept"), 0.0)
+    if slope != 1.0:
+        frames *= np.float32(slope)
+    if intercept != 0.0:
+        frames += np.float32(intercept)
+    return frames
+
+
+def pixel_spacing_mm(ds: Dataset) -> tuple[float, float] | None:
+    """(row spacing, column spacing) in mm, from Pixel Spacing (0028,0030).
+
+    NM Image Storage carries Pixel Spacing at the top level (NM Image Pixel
+    module, type 2, so it may be empty). ``None`` when it is absent, empty,
+    malformed or not strictly positive: callers then work in pixels.
+    """
+    spacing = ds.get("PixelSpacing")
+    if spacing is None:
+        return None
+    try:
+        values = [float(v) for v in spacing]
+    except (TypeError, ValueError):
+        return None
+    if len(values) != 2 or not all(math.isfinite(v) and v > 0 for v in values):
+        return None
+    return values[0], values[1]

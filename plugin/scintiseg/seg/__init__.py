@@ -1,0 +1,36 @@
+"""DICOM Segmentation output of ScintiSeg (pure: pydicom + highdicom, no Orthanc).
+
+:func:`build_seg` turns per-frame binary masks of an NM scintigraphy into one
+BINARY Segmentation instance in the same study; :class:`SegmentSpec` describes
+each segment (codes, algorithm). See :mod:`scintiseg.seg.writer` for why the SEG
+is assembled without ``highdicom.seg.Segmentation`` (it cannot take NM sources).
+"""
+
+from .content import (
+    ANATOMICAL_STRUCTURE,
+    ARTIFICIAL_INTELLIGENCE,
+    COLD_NODULE,
+    GLAND,
+    MORPHOLOGICALLY_ABNORMAL_STRUCTURE,
+    NODULE,
+    THYROID,
+    Code,
+    SegmentSpec,
+)
+from .writer import SEGMENTATION_STORAGE, build_seg, deterministic_uid, source_content_datetime
+
+__all__ = [
+    "ANATOMICAL_STRUCTURE",
+    "ARTIFICIAL_INTELLIGENCE",
+    "COLD_NODULE",
+    "GLAND",
+    "MORPHOLOGICALLY_ABNORMAL_STRUCTURE",
+    "NODULE",
+    "SEGMENTATION_STORAGE",
+    "THYROID",
+    "Code",
+    "SegmentSpec",
+    "build_seg",
+    "deterministic_uid",
+    "source_content_datetime",
+]
