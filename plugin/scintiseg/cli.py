@@ -83,7 +83,8 @@ class Progress:
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from .inference import DEFAULT_PROVIDERS, Segmenter
+    from .inference import DEFAULT_PROVIDERS, InferenceError, Segmenter
+    from .modelcard import ModelCardError
     from .pipeline import OutputOptions, Pipeline
 
     files = list(iter_inputs(args.inputs))
@@ -93,9 +94,14 @@ def cmd_segment(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     providers = args.providers.split(",") if args.providers else list(DEFAULT_PROVIDERS)
-    segmenter = Segmenter.from_models_dir(Path(args.models), providers=providers)
+    try:
+        segmenter = Segmenter.from_models_dir(Path(args.models), providers=providers)
+    except (ModelCardError, InferenceError) as exc:
+        print(f"scintiseg: cannot load the models: {exc}", file=sys.stderr)
+        return 2
     pipeline = Pipeline(segmenter, OutputOptions(series_number=args.series_number))
-    print(f"models: {', '.join(segmenter.model_idents)}; providers: {', '.join(segmenter.providers)}")
+    models, used = ", ".join(segmenter.model_idents), ", ".join(segmenter.providers)
+    print(f"models: {models}; providers: {used}")
     failed = 0
     done = 0
     progress = Progress(len(files), sys.stderr)
