@@ -18,6 +18,7 @@ from nm_fixtures import (
     to_bytes,
 )
 from pydicom.uid import JPEG2000Lossless
+
 from scintiseg.nm import (
     NM_IMAGE_STORAGE,
     NM_IMAGE_STORAGE_RETIRED,

@@ -11,6 +11,7 @@ import pydicom
 import pytest
 from nm_fixtures import error_lines, make_nm, make_sc_nm, run_dciodvfy, to_bytes
 from pydicom.sr.codedict import codes
+
 from scintiseg.nm import NotNMImageError
 from scintiseg.seg import (
     ANATOMICAL_STRUCTURE,

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from scipy import ndimage
+
 from scintiseg.synthetic import CASE_KINDS, Scan, generate_scan
 from scintiseg.synthetic.dicom import scan_to_dataset, study_uids, write_study
-from scipy import ndimage
 
 N_SEEDS = 50
 

@@ -1,0 +1,101 @@
+"""Tiny stand-in models for tests that need *a* model, not a good one.
+
+:func:`write_fake_models` writes ``gland/`` and ``nodule/`` folders, each with a
+``model.onnx`` built with the ``onnx`` helper API and a ``card.json`` that
+:func:`scintiseg.modelcard.load_card` accepts (sha256 included). The graph is
+one affine map of the normalised input, ``logits = scale * (image - offset)``
+on ``image`` ``[N, 1, 128, 128]``: the gland model thresholds bright pixels,
+the nodule model dark ones (cold nodules inside the gland). Loading takes
+milliseconds, so tests exercise the real plugin without the trained models.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from scintiseg.modelcard import CARD_FILE, find_cards, sha256_file
+
+SIZE = 128
+FAKE_VERSION = "0.0.0-test"
+
+LABELS: dict[str, dict[str, Any]] = {
+    "gland": {
+        "name": "Thyroid gland",
+        "category": ["SCT", "123037004", "Anatomical Structure"],
+        "type": ["SCT", "69748006", "Thyroid"],
+        "anatomic_region": None,
+    },
+    "nodule": {
+        "name": "Cold nodule",
+        "category": ["SCT", "49755003", "Morphologically Abnormal Structure"],
+        "type": ["SCT", "27925004", "Nodule"],
+        "anatomic_region": ["SCT", "69748006", "Thyroid"],
+    },
+}
+#: (scale, offset) of ``logits = scale * (image - offset)``; a negative scale picks dark pixels.
+AFFINE = {"gland": (40.0, 0.35), "nodule": (-40.0, 0.2)}
+WINDOW = {"gland": "full", "nodule": "gland"}
+
+
+def affine_onnx(scale: float, offset: float, size: int = SIZE) -> bytes:
+    """``logits = scale * (image - offset)`` as an ONNX model (opset 17, dynamic batch)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, size, size])
+    logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 1, size, size])
+    off = helper.make_tensor("offset", TensorProto.FLOAT, [], [offset])
+    sc = helper.make_tensor("scale", TensorProto.FLOAT, [], [scale])
+    graph = helper.make_graph(
+        [
+            helper.make_node("Sub", ["image", "offset"], ["centred"]),
+            helper.make_node("Mul", ["centred", "scale"], ["logits"]),
+        ],
+        "scintiseg-fake",
+        [image],
+        [logits],
+        initializer=[off, sc],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # readable by every onnxruntime >= 1.10
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def fake_card(task: str, sha256: str, version: str = FAKE_VERSION) -> dict[str, Any]:
+    return {
+        "name": f"scintiseg-{task}",
+        "version": version,
+        "task": task,
+        "family": "affine (test stand-in)",
+        "creator": "ScintiSeg tests",
+        "onnx": "model.onnx",
+        "sha256": sha256,
+        "input": {
+            "name": "image",
+            "size": SIZE,
+            "window": WINDOW[task],
+            "normalisation": {"percentile": 99.0, "clip": 1.5},
+        },
+        "output": {"name": "logits", "threshold": 0.0},
+        "label": LABELS[task],
+        "postprocess": {"min_component_mm2": 20.0 if task == "gland" else 10.0},
+        "training": {"data": "none: a fixed affine map for tests"},
+        "metrics": {},
+    }
+
+
+def write_fake_models(models_dir: Path, version: str = FAKE_VERSION) -> Path:
+    """Write the two fake models under ``models_dir`` and check they load; returns it."""
+    models_dir = Path(models_dir)
+    for task, (scale, offset) in AFFINE.items():
+        folder = models_dir / task
+        folder.mkdir(parents=True, exist_ok=True)
+        onnx_path = folder / "model.onnx"
+        onnx_path.write_bytes(affine_onnx(scale, offset))
+        card = fake_card(task, sha256_file(onnx_path), version)
+        (folder / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    find_cards(models_dir)  # the same validation as the plugin's
+    return models_dir
