@@ -1,0 +1,46 @@
+# ScintiSeg production image: the official Orthanc Team image + the ScintiSeg plugin.
+#
+# Base image: orthancteam/orthanc, pinned. The 26.x line is the first to ship
+# Orthanc >= 1.12.11, which has the 2026 security fixes that Debian 12's
+# Orthanc 1.10.1 (used by `make run`, loopback only) lacks; it also ships the
+# Python plugin and the Python interpreter that plugin embeds. Bump the tag on
+# purpose, never float it (`latest`); check a new tag with
+#   docker run --rm orthancteam/orthanc:<tag> Orthanc --version
+# and pin it by digest (FROM orthancteam/orthanc:<tag>@sha256:...) for releases.
+FROM orthancteam/orthanc:26.1.0
+
+# The plugin's packages go in a venv made from the image's own python3, the
+# interpreter the Python plugin embeds (same minor version, same ABI).
+USER root
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /opt/scintiseg
+# One source of truth for the runtime dependencies: the file `make setup`
+# installs (requirements-dev.txt starts with `-r requirements.txt`).
+COPY requirements.txt ./requirements.txt
+RUN python3 -m venv /opt/scintiseg/.venv \
+ && /opt/scintiseg/.venv/bin/pip install --no-cache-dir --upgrade pip \
+ && /opt/scintiseg/.venv/bin/pip install --no-cache-dir -r requirements.txt
+
+COPY plugin/ ./plugin/
+COPY models/ ./models/
+# The configuration the image loads: the repository's orthanc.json, as the
+# image's only configuration file. Deployment keys (storage, network, users,
+# the plugin path) come from ORTHANC__* variables, below or at `docker run`.
+COPY orthanc.json /etc/orthanc/orthanc.json
+
+ENV SCINTISEG_VENV=/opt/scintiseg/.venv \
+    TCP_NODELAY=1 \
+    PYTHON_PLUGIN_ENABLED=true \
+    DICOM_WEB_PLUGIN_ENABLED=true \
+    ORTHANC__PYTHON_SCRIPT=/opt/scintiseg/plugin/scintiseg_plugin.py \
+    ORTHANC__STORAGE_DIRECTORY=/var/lib/orthanc/db \
+    ORTHANC__REMOTE_ACCESS_ALLOWED=true \
+    ORTHANC__AUTHENTICATION_ENABLED=true
+# Set users at run time, e.g. -e ORTHANC__REGISTERED_USERS='{"admin": "a-long-secret"}',
+# and the allowed modalities with ORTHANC__DICOM_MODALITIES / ORTHANC__DICOM_ALWAYS_ALLOW_STORE.
+
+VOLUME /var/lib/orthanc/db
+EXPOSE 4242 8042

@@ -1,0 +1,286 @@
+"""The ``ScintiSeg`` section of Orthanc's configuration, parsed once.
+
+Orthanc hands the plugin its whole configuration as JSON
+(``orthanc.GetConfiguration()``); :func:`load_config` reads the ``ScintiSeg``
+section into a frozen :class:`Config` at start-up and raises
+:class:`ConfigError` with a message naming the option at fault, so that a
+typo stops Orthanc with a clear line in its log instead of surfacing on the
+first study. Unknown options are errors too (with a "did you mean" hint):
+a misspelt rule that silently kept its default would process the wrong
+studies.
+
+Every option, its default and its meaning are documented in ``orthanc.json``
+and ``docs/plugin.md``; the two must agree with :data:`DEFAULTS` (a unit test
+checks that ``orthanc.json`` parses here).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SECTION = "ScintiSeg"
+
+NM_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.20"
+NM_IMAGE_STORAGE_RETIRED = "1.2.840.10008.5.1.4.1.1.5"
+
+#: The option names of the ``ScintiSeg`` section and their defaults.
+DEFAULTS: dict[str, Any] = {
+    "Enabled": True,
+    "ModelsDirectory": "models",
+    "ExecutionProviders": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "InferenceThreads": 0,
+    "WorkerThreads": 1,
+    "Modalities": ["NM"],
+    "SopClasses": [NM_IMAGE_STORAGE, NM_IMAGE_STORAGE_RETIRED],
+    "SeriesDescriptionRegex": None,
+    "RadiopharmaceuticalRegex": None,
+    "OutputSeriesNumber": 9901,
+    "OutputSeriesDescription": "ScintiSeg {models}",
+    "ResultMetadata": "ScintiSegResult",
+    "RecoveryScanMaxStudies": 100000,
+    "RecoveryScanPageSize": 200,
+    "StopTimeoutSeconds": 30,
+    "LogLevel": "INFO",
+}
+
+#: ``ModelsDirectory`` given here wins over the configuration (tests, ``make run``).
+MODELS_ENV = "SCINTISEG_MODELS"
+
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class ConfigError(ValueError):
+    """The ``ScintiSeg`` configuration is invalid; the message names the option."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which instances of a stable study are worth segmenting.
+
+    A study is looked at series by series: a series qualifies when its
+    Modality is in ``modalities`` and, if a rule is set, its Series
+    Description matches ``series_description`` (``re.search``). An instance
+    of a qualifying series qualifies when its SOP Class is in
+    ``sop_classes`` and, if a rule is set, the radiopharmaceutical text of
+    its header matches ``radiopharmaceutical``.
+    """
+
+    modalities: tuple[str, ...] = ("NM",)
+    sop_classes: tuple[str, ...] = (NM_IMAGE_STORAGE, NM_IMAGE_STORAGE_RETIRED)
+    series_description: re.Pattern[str] | None = None
+    radiopharmaceutical: re.Pattern[str] | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated ``ScintiSeg`` section; field docs are in ``orthanc.json``."""
+
+    enabled: bool
+    models_dir: Path
+    providers: tuple[str, ...]
+    inference_threads: int
+    worker_threads: int
+    selection: Selection
+    series_number: int
+    series_description: str
+    result_metadata: str
+    recovery_max_studies: int
+    recovery_page_size: int
+    stop_timeout_s: float
+    log_level: str
+
+
+def app_root() -> Path:
+    """The folder holding ``plugin/`` (the repository, or ``/opt/scintiseg`` in the image)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def strip_json_comments(text: str) -> str:
+    """Remove ``//`` and ``/* */`` comments outside strings, as Orthanc's reader does."""
+    out: list[str] = []
+    i, n = 0, len(text)
+    in_string = False
+    while i < n:
+        c = text[i]
+        if in_string:
+            out.append(c)
+            if c == "\\" and i + 1 < n:
+                out.append(text[i + 1])
+                i += 1
+            elif c == '"':
+                in_string = False
+            i += 1
+        elif c == '"':
+            in_string = True
+            out.append(c)
+            i += 1
+        elif text.startswith("//", i):
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            if end < 0:
+                raise ConfigError("unterminated /* comment */ in the configuration")
+            i = end + 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def _option(section: Mapping[str, Any], key: str) -> Any:
+    return section.get(key, DEFAULTS[key])
+
+
+def _int(section: Mapping[str, Any], key: str, lo: int, hi: int) -> int:
+    value = _option(section, key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{SECTION}.{key} must be an integer, got {value!r}")
+    if not lo <= value <= hi:
+        raise ConfigError(f"{SECTION}.{key} must lie in [{lo}, {hi}], got {value}")
+    return value
+
+
+def _str_list(section: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = _option(section, key)
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{SECTION}.{key} must be a non-empty list of strings, got {value!r}")
+    return tuple(value)
+
+
+def _regex(section: Mapping[str, Any], key: str) -> re.Pattern[str] | None:
+    value = _option(section, key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"{SECTION}.{key} must be a regular expression string or null, got {value!r}")
+    try:
+        return re.compile(value)
+    except re.error as exc:
+        raise ConfigError(f"{SECTION}.{key} is not a valid regular expression ({exc}): {value!r}") from exc
+
+
+def _check_unknown(section: Mapping[str, Any]) -> None:
+    for key in section:
+        if key not in DEFAULTS:
+            hint = difflib.get_close_matches(key, list(DEFAULTS), n=1)
+            more = f" (did you mean '{hint[0]}'?)" if hint else ""
+            raise ConfigError(f"unknown option {SECTION}.{key}{more}")
+
+
+def parse_section(
+    section: Mapping[str, Any] | None,
+    root: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Validate a ``ScintiSeg`` section (``None`` means all defaults).
+
+    A relative ``ModelsDirectory`` is taken relative to ``root`` (default
+    :func:`app_root`), not to Orthanc's working folder, so the same
+    configuration works from ``make run`` and in the Docker image. The
+    environment variable ``SCINTISEG_MODELS`` overrides it.
+    """
+    section = {} if section is None else section
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"{SECTION} must be a JSON object, got {type(section).__name__}")
+    _check_unknown(section)
+    environ = os.environ if environ is None else environ
+    root = app_root() if root is None else root
+
+    enabled = _option(section, "Enabled")
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{SECTION}.Enabled must be true or false, got {enabled!r}")
+
+    models = environ.get(MODELS_ENV) or _option(section, "ModelsDirectory")
+    if not isinstance(models, str) or not models:
+        raise ConfigError(f"{SECTION}.ModelsDirectory must be a folder path, got {models!r}")
+    models_dir = Path(models).expanduser()
+    if not models_dir.is_absolute():
+        models_dir = root / models_dir
+
+    providers = _str_list(section, "ExecutionProviders")
+    for p in providers:
+        if not p.endswith("ExecutionProvider"):
+            raise ConfigError(
+                f"{SECTION}.ExecutionProviders: {p!r} is not an onnxruntime provider name "
+                "(e.g. 'CUDAExecutionProvider', 'CPUExecutionProvider')"
+            )
+
+    modalities = tuple(m.upper() for m in _str_list(section, "Modalities"))
+    sop_classes = _str_list(section, "SopClasses")
+    for uid in sop_classes:
+        if not _UID.match(uid) or len(uid) > 64:
+            raise ConfigError(f"{SECTION}.SopClasses: {uid!r} is not a DICOM UID")
+
+    description = _option(section, "OutputSeriesDescription")
+    if not isinstance(description, str) or not description:
+        raise ConfigError(f"{SECTION}.OutputSeriesDescription must be a non-empty string")
+    try:
+        description.format(models="m@1")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(
+            f"{SECTION}.OutputSeriesDescription may only use the placeholder {{models}}: {description!r}"
+        ) from exc
+
+    metadata = _option(section, "ResultMetadata")
+    if not isinstance(metadata, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", metadata):
+        raise ConfigError(f"{SECTION}.ResultMetadata must be a metadata name, got {metadata!r}")
+
+    stop_timeout = _option(section, "StopTimeoutSeconds")
+    if isinstance(stop_timeout, bool) or not isinstance(stop_timeout, int | float) or stop_timeout <= 0:
+        raise ConfigError(f"{SECTION}.StopTimeoutSeconds must be a positive number, got {stop_timeout!r}")
+
+    level = _option(section, "LogLevel")
+    if not isinstance(level, str) or level.upper() not in _LOG_LEVELS:
+        raise ConfigError(f"{SECTION}.LogLevel must be one of {_LOG_LEVELS}, got {level!r}")
+
+    return Config(
+        enabled=enabled,
+        models_dir=models_dir,
+        providers=providers,
+        inference_threads=_int(section, "InferenceThreads", 0, 256),
+        worker_threads=_int(section, "WorkerThreads", 1, 16),
+        selection=Selection(
+            modalities=modalities,
+            sop_classes=sop_classes,
+            series_description=_regex(section, "SeriesDescriptionRegex"),
+            radiopharmaceutical=_regex(section, "RadiopharmaceuticalRegex"),
+        ),
+        series_number=_int(section, "OutputSeriesNumber", 1, 2**31 - 1),
+        series_description=description,
+        result_metadata=metadata,
+        recovery_max_studies=_int(section, "RecoveryScanMaxStudies", 0, 10**9),
+        recovery_page_size=_int(section, "RecoveryScanPageSize", 1, 10000),
+        stop_timeout_s=float(stop_timeout),
+        log_level=level.upper(),
+    )
+
+
+def load_config(
+    orthanc_config: Mapping[str, Any],
+    root: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Parse the whole Orthanc configuration: the ``ScintiSeg`` section and what it needs.
+
+    The result metadata must be declared in Orthanc's ``UserMetadata`` (Orthanc
+    refuses to store undeclared metadata), so that is checked here too.
+    """
+    config = parse_section(orthanc_config.get(SECTION), root=root, environ=environ)
+    declared = orthanc_config.get("UserMetadata") or {}
+    index = declared.get(config.result_metadata) if isinstance(declared, Mapping) else None
+    if isinstance(index, bool) or not isinstance(index, int) or not 1024 <= index <= 65535:
+        raise ConfigError(
+            f'Orthanc must declare the metadata "{config.result_metadata}" in "UserMetadata" '
+            f'with an index in [1024, 65535], e.g. "UserMetadata": {{"{config.result_metadata}": 4242}}'
+        )
+    return config

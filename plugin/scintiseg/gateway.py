@@ -1,0 +1,212 @@
+"""All the plugin's I/O with Orthanc goes through one small interface.
+
+:class:`Gateway` is what the study jobs (:mod:`scintiseg.jobs`) need from a
+DICOM store: list a study's series and instances, read an instance, store an
+instance, read and write the study's result. :class:`OrthancGateway`
+implements it on Orthanc's in-process REST API; the ``orthanc`` module is
+*passed in* (only the entry script ``scintiseg_plugin.py`` imports it), so the
+unit tests drive the same jobs with a fake gateway.
+
+Exceptions::
+
+    GatewayError            an Orthanc call failed (the message says which)
+    └── NotFoundError       the resource does not exist (any more)
+
+Orthanc's own ``OrthancException`` never leaves this module: it is translated
+with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+#: Orthanc error code "Accessing an inexistent item" / "Unknown resource".
+_ORTHANC_INEXISTENT_ITEM = 7
+_ORTHANC_UNKNOWN_RESOURCE = 17
+
+
+class GatewayError(RuntimeError):
+    """A call to the DICOM store failed."""
+
+
+class NotFoundError(GatewayError):
+    """The study, series or instance does not exist (deleted meanwhile?)."""
+
+
+@dataclass(frozen=True)
+class SeriesInfo:
+    """One series of a study, from the store's index (no file read)."""
+
+    series_id: str
+    modality: str
+    description: str
+    instance_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class InstanceInfo:
+    """One instance, from the store's index: enough to decide without reading the file."""
+
+    instance_id: str
+    sop_instance_uid: str
+    sop_class_uid: str
+
+
+@dataclass(frozen=True)
+class StudyMetadata:
+    """What the plugin keeps on a study, and when the study last changed.
+
+    ``last_update`` is Orthanc's ``LastUpdate`` of the study: it changes when an
+    instance arrives (not when metadata is written), so comparing it with the
+    value recorded in the result tells whether the study changed since.
+    """
+
+    result: dict[str, Any] | None
+    last_update: str
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    """What the store says after storing an instance."""
+
+    instance_id: str
+    status: str  # "Success" or "AlreadyStored"
+    parent_study: str
+
+
+class Gateway(Protocol):
+    """The DICOM store as the study jobs see it."""
+
+    def study_series(self, study_id: str) -> list[SeriesInfo]:
+        """The series of a study with their modality and description."""
+        ...
+
+    def series_instances(self, series_id: str) -> list[InstanceInfo]:
+        """The instances of a series with their SOP Instance UID and SOP Class UID."""
+        ...
+
+    def instance_file(self, instance_id: str) -> bytes:
+        """The DICOM Part-10 file of an instance."""
+        ...
+
+    def store_instance(self, data: bytes) -> StoredInstance:
+        """Store a DICOM Part-10 file."""
+        ...
+
+    def study_metadata(self, study_id: str) -> StudyMetadata:
+        """The study's recorded result (``None`` if none or unreadable) and last update."""
+        ...
+
+    def write_result(self, study_id: str, result: dict[str, Any]) -> None:
+        """Record the study's result (replacing the previous one)."""
+        ...
+
+    def count_studies(self) -> int:
+        """How many studies the store holds."""
+        ...
+
+    def list_studies(self, since: int, limit: int) -> list[str]:
+        """Study ids in creation order, ``limit`` of them from index ``since``."""
+        ...
+
+
+def parse_result(text: str | None) -> dict[str, Any] | None:
+    """A stored result text as a dict; ``None`` when absent or not a JSON object."""
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+class OrthancGateway:
+    """:class:`Gateway` on Orthanc's in-process REST API.
+
+    ``api`` is the ``orthanc`` module of the Python plugin (anything with
+    ``RestApiGet``/``RestApiPost``/``RestApiPut`` taking a URI, and a body for
+    the last two, and returning bytes). Calls go through Orthanc's REST
+    router without HTTP, so they cost about as much as a function call.
+    """
+
+    def __init__(self, api: Any, metadata_name: str = "ScintiSegResult") -> None:
+        self.api = api
+        self.metadata_name = metadata_name
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _call(self, method: str, uri: str, *body: bytes) -> bytes:
+        try:
+            answer = getattr(self.api, method)(uri, *body)
+        except Exception as exc:  # orthanc.OrthancException, whatever its class
+            code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+            detail = exc.args[1] if len(exc.args) > 1 else exc
+            if code in (_ORTHANC_INEXISTENT_ITEM, _ORTHANC_UNKNOWN_RESOURCE):
+                raise NotFoundError(f"{method} {uri}: {detail}") from exc
+            raise GatewayError(f"{method} {uri} failed: {detail}") from exc
+        return bytes(answer) if not isinstance(answer, bytes) else answer
+
+    def _get_json(self, uri: str) -> Any:
+        return json.loads(self._call("RestApiGet", uri))
+
+    # -- Gateway ----------------------------------------------------------------------------
+    def study_series(self, study_id: str) -> list[SeriesInfo]:
+        out = []
+        for s in self._get_json(f"/studies/{study_id}/series"):
+            tags = s.get("MainDicomTags", {})
+            out.append(
+                SeriesInfo(
+                    series_id=s["ID"],
+                    modality=str(tags.get("Modality", "")).upper(),
+                    description=str(tags.get("SeriesDescription", "")),
+                    instance_ids=tuple(s.get("Instances", [])),
+                )
+            )
+        return out
+
+    def series_instances(self, series_id: str) -> list[InstanceInfo]:
+        out = []
+        for inst in self._get_json(f"/series/{series_id}/instances"):
+            iid = inst["ID"]
+            # SopClassUid is index metadata Orthanc records on reception: no file read.
+            meta = self._get_json(f"/instances/{iid}/metadata?expand")
+            out.append(
+                InstanceInfo(
+                    instance_id=iid,
+                    sop_instance_uid=str(inst.get("MainDicomTags", {}).get("SOPInstanceUID", "")),
+                    sop_class_uid=str(meta.get("SopClassUid", "")),
+                )
+            )
+        return out
+
+    def instance_file(self, instance_id: str) -> bytes:
+        return self._call("RestApiGet", f"/instances/{instance_id}/file")
+
+    def store_instance(self, data: bytes) -> StoredInstance:
+        answer = json.loads(self._call("RestApiPost", "/instances", data))
+        return StoredInstance(
+            instance_id=answer["ID"],
+            status=str(answer.get("Status", "")),
+            parent_study=str(answer.get("ParentStudy", "")),
+        )
+
+    def study_metadata(self, study_id: str) -> StudyMetadata:
+        # "?expand" lists all metadata in one call and, unlike asking for a missing
+        # name, does not make Orthanc log an error for studies without a result.
+        meta = self._get_json(f"/studies/{study_id}/metadata?expand")
+        return StudyMetadata(
+            result=parse_result(meta.get(self.metadata_name)),
+            last_update=str(meta.get("LastUpdate", "")),
+        )
+
+    def write_result(self, study_id: str, result: dict[str, Any]) -> None:
+        body = json.dumps(result, separators=(",", ":"), sort_keys=True).encode("utf-8")
+        self._call("RestApiPut", f"/studies/{study_id}/metadata/{self.metadata_name}", body)
+
+    def count_studies(self) -> int:
+        return int(self._get_json("/statistics").get("CountStudies", 0))
+
+    def list_studies(self, since: int, limit: int) -> list[str]:
+        return [str(s) for s in self._get_json(f"/studies?since={since}&limit={limit}")]

@@ -1,0 +1,420 @@
+"""The per-study job: which NM images to segment, segment them, record the result.
+
+:meth:`StudyJobs.run` is called by a worker thread with an Orthanc study id
+when the study became stable (or was found unfinished at start-up). It
+
+1. reads the study's recorded result and lists its series from the index only
+   (no file is read): a study without an accepted modality, series
+   description or SOP class is *skipped* with a reason and no model run;
+2. segments each accepted instance that has no entry yet in a result made by
+   the same model versions (a model upgrade starts afresh), storing one SEG
+   per instance in the same study and recording progress after each image;
+3. records the study result (JSON, see :func:`summary`).
+
+Nothing is done twice: our SEGs are not accepted instances, so the study
+turning stable again after they arrive finds nothing to do and writes
+nothing; the SEG UIDs are deterministic, so even a re-store changes nothing.
+
+:meth:`StudyJobs.run` is the job's error boundary: any exception is logged with
+its traceback and recorded as a readable reason on the study; nothing reaches
+the caller. Each image has its own boundary inside it, so one bad image does
+not cost the others. Logs name studies and instances by Orthanc id only,
+never by patient name or ID.
+
+Result statuses (:data:`STATUSES`):
+
+``processing``  a worker is on it;
+``pending``     images remain (the job was interrupted by Orthanc stopping);
+``done``        every accepted image has a SEG (some may be skipped);
+``failed``      at least one image (or the job) failed, ``reason`` says why;
+``skipped``     nothing in the study to segment, ``reason`` says why.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from . import __version__
+from .config import Selection
+from .gateway import Gateway, InstanceInfo, NotFoundError, SeriesInfo
+from .nm import NotNMImageError, UnreadableImageError
+
+log = logging.getLogger(__name__)
+
+RESULT_SCHEMA = 1
+PENDING, PROCESSING, DONE, FAILED, SKIPPED = "pending", "processing", "done", "failed", "skipped"
+STATUSES = (PENDING, PROCESSING, DONE, FAILED, SKIPPED)
+#: Results in these states mean work is left: the start-up scan queues their studies again.
+UNFINISHED = (PENDING, PROCESSING)
+
+StopFlag = Callable[[], bool]
+
+#: Timings (ms) that are the plugin's own I/O with Orthanc, as opposed to the pipeline.
+PLUGIN_IO_TIMINGS = ("fetch_ms", "parse_ms", "seg_write_ms", "store_ms")
+
+
+class Interrupted(Exception):
+    """Orthanc is stopping: leave the study pending, it resumes at the next start."""
+
+
+class SegResult(Protocol):
+    """What :meth:`scintiseg.pipeline.Pipeline.process` returns (``InstanceResult``)."""
+
+    seg: pydicom.Dataset
+    timings_ms: dict[str, float]
+
+    def summary(self) -> dict[str, Any]: ...
+
+
+class Processor(Protocol):
+    """The segmentation pipeline (:class:`scintiseg.pipeline.Pipeline`)."""
+
+    def process(self, source: pydicom.Dataset) -> SegResult: ...
+
+
+def now_iso(epoch: float | None = None) -> str:
+    """UTC time with milliseconds, e.g. ``2026-01-02T03:04:05.678Z``."""
+    t = datetime.now(UTC) if epoch is None else datetime.fromtimestamp(epoch, UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def radiopharmaceutical_text(ds: pydicom.Dataset) -> str:
+    """The radiopharmaceutical and radionuclide names of an NM header, joined."""
+    parts: list[str] = []
+    for item in ds.get("RadiopharmaceuticalInformationSequence", None) or []:
+        if item.get("Radiopharmaceutical"):
+            parts.append(str(item.Radiopharmaceutical))
+        for keyword in ("RadiopharmaceuticalCodeSequence", "RadionuclideCodeSequence"):
+            for code in item.get(keyword, None) or []:
+                if code.get("CodeMeaning"):
+                    parts.append(str(code.CodeMeaning))
+    return " | ".join(parts)
+
+
+def needs_work(result: dict[str, Any] | None, last_update: str, models: Sequence[str]) -> bool:
+    """Whether the start-up scan must queue a study with this recorded result.
+
+    True when there is no result, when it is unfinished, when other model
+    versions made it, or when instances arrived since it was recorded.
+    """
+    if result is None:
+        return True
+    if result.get("status") in UNFINISHED or result.get("models") != list(models):
+        return True
+    return bool(last_update) and result.get("study_last_update") != last_update
+
+
+def study_status(images: dict[str, dict[str, Any]]) -> tuple[str, str]:
+    """Study (status, reason) from its per-image entries."""
+    failed = [e for e in images.values() if e.get("status") == FAILED]
+    done = [e for e in images.values() if e.get("status") == DONE]
+    skipped = [e for e in images.values() if e.get("status") == SKIPPED]
+    if failed:
+        return FAILED, f"{len(failed)} of {len(images)} image(s) failed: {failed[0].get('reason')}"
+    if done:
+        reason = f"{len(done)} image(s) segmented"
+        if skipped:
+            reason += f", {len(skipped)} skipped ({skipped[0].get('reason')})"
+        return DONE, reason
+    if skipped:
+        return SKIPPED, f"all {len(skipped)} image(s) skipped: {skipped[0].get('reason')}"
+    return SKIPPED, "no image to segment"
+
+
+def _ms(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1e3, 2)
+
+
+class StudyJobs:
+    """Runs study jobs against a :class:`~scintiseg.gateway.Gateway` with one pipeline.
+
+    ``models`` are the model identities (``name@version``) recorded with each
+    result; ``providers`` the onnxruntime execution providers in use.
+    Thread-safe as long as one study is never run by two threads at once
+    (:class:`scintiseg.worker.Worker` guarantees that).
+    """
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        pipeline: Processor,
+        selection: Selection,
+        models: Sequence[str],
+        providers: Sequence[str] = (),
+    ) -> None:
+        self.gateway = gateway
+        self.pipeline = pipeline
+        self.selection = selection
+        self.models = list(models)
+        self.providers = list(providers)
+        #: how many images went through the pipeline (models) since start-up
+        self.pipeline_runs = 0
+        self._count_lock = threading.Lock()
+
+    # -- the error boundary ---------------------------------------------------------------
+    def run(
+        self,
+        study_id: str,
+        should_stop: StopFlag = lambda: False,
+        retry_failed: bool = False,
+        force: bool = False,
+    ) -> dict[str, Any] | None:
+        """Process one study; never raises. Returns the recorded result (``None`` if none).
+
+        ``retry_failed`` segments again the images whose last run failed, ``force``
+        every image (the SEG UIDs being deterministic, Orthanc keeps the stored copies).
+        """
+        state = _JobState(study_id)
+        try:
+            return self._run(state, should_stop, retry_failed, force)
+        except Interrupted:
+            log.warning("study %s: interrupted, left pending", study_id)
+            return self._record_quietly(state, PENDING, "interrupted by Orthanc stopping; resumes at the next start")
+        except NotFoundError as exc:
+            log.warning("study %s: no longer in Orthanc, nothing recorded (%s)", study_id, exc)
+            return None
+        except Exception as exc:  # the job's error boundary: log, record, keep Orthanc serving
+            if should_stop():
+                log.warning("study %s: %s while Orthanc is stopping; left pending", study_id, exc)
+                return self._record_quietly(
+                    state, PENDING, "interrupted by Orthanc stopping; resumes at the next start"
+                )
+            log.exception("study %s: job failed", study_id)
+            return self._record_quietly(state, FAILED, f"internal error: {type(exc).__name__}: {exc}")
+
+    def _record_quietly(self, state: _JobState, status: str, reason: str) -> dict[str, Any] | None:
+        try:
+            return self._write(state, status, reason)
+        except Exception:
+            log.exception("study %s: could not record status %s", state.study_id, status)
+            return None
+
+    # -- the job ---------------------------------------------------------------------------
+    def _run(self, state: _JobState, should_stop: StopFlag, retry_failed: bool, force: bool) -> dict[str, Any] | None:
+        t0 = time.perf_counter()
+        sid = state.study_id
+        meta = self.gateway.study_metadata(sid)
+        state.previous = meta.result
+        same_models = meta.result is not None and meta.result.get("models") == self.models
+        if same_models and meta.result is not None:
+            state.images = dict(meta.result.get("images") or {})
+
+        series = self.gateway.study_series(sid)
+        chosen, why_not = self._choose_series(series)
+        if not chosen:
+            state.images = {}
+            state.last_update = meta.last_update
+            return self._settle(state, SKIPPED, why_not)
+
+        instances = [i for s in chosen for i in self.gateway.series_instances(s.series_id)]
+        accepted = [i for i in instances if i.sop_class_uid in self.selection.sop_classes]
+        if not accepted:
+            found = sorted({i.sop_class_uid or "?" for i in instances})
+            state.images = {}
+            state.last_update = meta.last_update
+            return self._settle(
+                state,
+                SKIPPED,
+                f"no instance of an accepted SOP class in the {'/'.join(self.selection.modalities)} "
+                f"series (found: {', '.join(found) or 'none'})",
+            )
+        # forget entries of instances deleted since; keep the rest
+        uids = {i.sop_instance_uid for i in accepted}
+        state.images = {k: v for k, v in state.images.items() if k in uids}
+        todo = [
+            i
+            for i in accepted
+            if force
+            or i.sop_instance_uid not in state.images
+            or (retry_failed and state.images[i.sop_instance_uid].get("status") == FAILED)
+        ]
+        state.timings["list_ms"] = _ms(t0)
+        if not todo:
+            state.last_update = meta.last_update
+            status, reason = study_status(state.images)
+            return self._settle(state, status, reason)
+
+        log.info("study %s: %d image(s) to segment", sid, len(todo))
+        self._write(state, PROCESSING, f"segmenting {len(todo)} image(s)")
+        for n, inst in enumerate(todo):
+            if should_stop():
+                raise Interrupted
+            entry = self._image(sid, inst, should_stop)
+            if entry is not None:
+                state.images[inst.sop_instance_uid] = entry
+            if n + 1 < len(todo):
+                self._write(state, PROCESSING, f"segmented {n + 1} of {len(todo)} image(s)")
+        # read after our own SEGs were stored, so their arrival does not look like a change
+        state.last_update = self.gateway.study_metadata(sid).last_update
+        state.timings["job_ms"] = _ms(t0)
+        status, reason = study_status(state.images)
+        result = self._write(state, status, reason)
+        log.info("study %s: %s (%s) in %.0f ms", sid, status, reason, state.timings["job_ms"])
+        return result
+
+    def _choose_series(self, series: list[SeriesInfo]) -> tuple[list[SeriesInfo], str]:
+        sel = self.selection
+        mods = "/".join(sel.modalities)
+        chosen = [s for s in series if s.modality in sel.modalities]
+        if not chosen:
+            found = sorted({s.modality or "?" for s in series})
+            return [], f"no {mods} series in the study (modalities: {', '.join(found) or 'none'})"
+        if sel.series_description is not None:
+            rule = sel.series_description
+            matching = [s for s in chosen if rule.search(s.description)]
+            if not matching:
+                found = sorted({s.description for s in chosen})
+                return [], (
+                    f"no {mods} series description matches {rule.pattern!r} "
+                    f"(found: {', '.join(repr(d) for d in found)})"
+                )
+            chosen = matching
+        return chosen, ""
+
+    def _image(self, study_id: str, inst: InstanceInfo, should_stop: StopFlag) -> dict[str, Any] | None:
+        """Segment one instance and store its SEG; the per-image error boundary."""
+        base: dict[str, Any] = {"source_instance_id": inst.instance_id, "updated": now_iso()}
+        timings: dict[str, float] = {}
+        try:
+            t = time.perf_counter()
+            data = self.gateway.instance_file(inst.instance_id)
+            timings["fetch_ms"] = _ms(t)
+            t = time.perf_counter()
+            try:
+                ds = pydicom.dcmread(io.BytesIO(data))
+            except (InvalidDicomError, ValueError, EOFError) as exc:
+                return {**base, "status": FAILED, "reason": f"not a readable DICOM file: {exc}"}
+            timings["parse_ms"] = _ms(t)
+            rule = self.selection.radiopharmaceutical
+            if rule is not None:
+                text = radiopharmaceutical_text(ds)
+                if not rule.search(text):
+                    return {
+                        **base,
+                        "status": SKIPPED,
+                        "reason": f"radiopharmaceutical {text or '(none)'!r} does not match {rule.pattern!r}",
+                    }
+            with self._count_lock:
+                self.pipeline_runs += 1
+            result = self.pipeline.process(ds)
+            t = time.perf_counter()
+            buf = io.BytesIO()
+            pydicom.dcmwrite(buf, result.seg, enforce_file_format=True)
+            timings["seg_write_ms"] = _ms(t)
+            if should_stop():
+                raise Interrupted
+            t = time.perf_counter()
+            stored = self.gateway.store_instance(buf.getvalue())
+            timings["store_ms"] = _ms(t)
+        except NotNMImageError as exc:
+            return {**base, "status": SKIPPED, "reason": str(exc)}
+        except UnreadableImageError as exc:
+            log.warning("study %s: instance %s unreadable: %s", study_id, inst.instance_id, exc)
+            return {**base, "status": FAILED, "reason": str(exc)}
+        except NotFoundError:
+            log.warning("study %s: instance %s deleted before it was segmented", study_id, inst.instance_id)
+            return None
+        except Interrupted:
+            raise
+        except Exception as exc:
+            if should_stop():
+                raise Interrupted from exc
+            log.exception("study %s: instance %s failed", study_id, inst.instance_id)
+            return {**base, "status": FAILED, "reason": f"internal error: {type(exc).__name__}: {exc}"}
+        if stored.parent_study and stored.parent_study != study_id:
+            log.warning(
+                "study %s: SEG of instance %s was stored in another study %s",
+                study_id,
+                inst.instance_id,
+                stored.parent_study,
+            )
+        entry = {**base, **result.summary(), "status": DONE}
+        entry["seg_series_instance_uid"] = str(result.seg.SeriesInstanceUID)
+        entry["seg_instance_id"] = stored.instance_id
+        entry["store_status"] = stored.status
+        entry["timings_ms"] = {**entry.get("timings_ms", {}), **timings}
+        log.info(
+            "study %s: instance %s segmented -> SEG %s (%s, %.0f ms inference)",
+            study_id,
+            inst.instance_id,
+            stored.instance_id,
+            stored.status,
+            inference_ms(entry["timings_ms"]),
+        )
+        return entry
+
+    # -- recording -------------------------------------------------------------------------
+    def _settle(self, state: _JobState, status: str, reason: str) -> dict[str, Any] | None:
+        """Record a final state unless the study already says exactly that (no churn)."""
+        prev = state.previous
+        if (
+            prev is not None
+            and prev.get("status") == status
+            and prev.get("reason") == reason
+            and prev.get("models") == self.models
+            and prev.get("images", {}) == state.images
+            and prev.get("study_last_update") == state.last_update
+        ):
+            log.debug("study %s: nothing to do (%s)", state.study_id, status)
+            return prev
+        result = self._write(state, status, reason)
+        log.info("study %s: %s (%s)", state.study_id, status, reason)
+        return result
+
+    def _write(self, state: _JobState, status: str, reason: str) -> dict[str, Any]:
+        result = summary(state, status, reason, self.models, self.providers)
+        self.gateway.write_result(state.study_id, result)
+        return result
+
+
+class _JobState:
+    """What one job knows so far, so that the error boundary can record it."""
+
+    def __init__(self, study_id: str) -> None:
+        self.study_id = study_id
+        self.previous: dict[str, Any] | None = None
+        self.images: dict[str, dict[str, Any]] = {}
+        self.timings: dict[str, float] = {}
+        self.last_update: str | None = None
+        self.started = time.time()
+
+
+def inference_ms(timings: dict[str, float]) -> float:
+    return float(timings.get("gland_inference_ms", 0.0)) + float(timings.get("nodule_inference_ms", 0.0))
+
+
+def summary(
+    state: _JobState, status: str, reason: str, models: Sequence[str], providers: Sequence[str]
+) -> dict[str, Any]:
+    """The JSON recorded on the study (no pixel data, no patient identity)."""
+    seg_ids = sorted(
+        e["seg_instance_id"] for e in state.images.values() if e.get("status") == DONE and "seg_instance_id" in e
+    )
+    totals: dict[str, float] = {}
+    for entry in state.images.values():
+        for key, value in (entry.get("timings_ms") or {}).items():
+            totals[key] = round(totals.get(key, 0.0) + float(value), 2)
+    totals.update(state.timings)
+    return {
+        "schema": RESULT_SCHEMA,
+        "status": status,
+        "reason": reason,
+        "models": list(models),
+        "providers": list(providers),
+        "software": f"ScintiSeg {__version__}",
+        "job_started": now_iso(state.started),
+        "updated": now_iso(),
+        "study_last_update": state.last_update,
+        "seg_instance_ids": seg_ids,
+        "images": state.images,
+        "timings_ms": totals,
+    }

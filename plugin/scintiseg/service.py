@@ -1,0 +1,239 @@
+"""The plugin's life: load models, run the worker, recover unfinished studies.
+
+The entry script ``scintiseg_plugin.py`` builds one :class:`Service` at load
+time (configuration already validated) and forwards Orthanc's events:
+
+* ``ORTHANC_STARTED`` -> :meth:`Service.start`: load the models once (the
+  execution provider in use is logged), start the worker threads, and scan
+  the studies in a background thread for unfinished work left by a previous
+  run (:meth:`Service.recover`);
+* ``STABLE_STUDY`` -> :meth:`Service.submit`: queue the study, nothing more;
+* ``ORTHANC_STOPPED`` -> :meth:`Service.stop`: running jobs leave their study
+  *pending* and the threads end.
+
+If the models cannot be loaded the error is logged and the service stays
+off: Orthanc keeps storing and serving images, and the studies received
+meanwhile are picked up by the scan at the next start.
+
+Nothing here imports ``orthanc``: :func:`orthanc_log_handler` receives the
+module to forward Python ``logging`` to Orthanc's log.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from . import __version__
+from .config import Config
+from .gateway import Gateway, GatewayError
+from .jobs import StudyJobs, needs_work
+from .worker import JobOptions, Worker
+
+log = logging.getLogger(__name__)
+
+#: Builds the :class:`StudyJobs` (loads the models); replaced in tests.
+JobsFactory = Callable[[Config, Gateway], StudyJobs]
+
+
+def load_jobs(config: Config, gateway: Gateway) -> StudyJobs:
+    """Load the ONNX models once and wrap them in the pipeline and the study jobs."""
+    from .inference import Segmenter
+    from .pipeline import OutputOptions, Pipeline
+
+    segmenter = Segmenter.from_models_dir(config.models_dir, config.providers, config.inference_threads)
+    pipeline = Pipeline(segmenter, OutputOptions(config.series_number, config.series_description))
+    return StudyJobs(gateway, pipeline, config.selection, segmenter.model_idents, segmenter.providers)
+
+
+class Service:
+    """Models + worker + start-up scan, driven by Orthanc's change events."""
+
+    def __init__(self, config: Config, gateway: Gateway, jobs_factory: JobsFactory = load_jobs) -> None:
+        self.config = config
+        self.gateway = gateway
+        self.jobs_factory = jobs_factory
+        self.jobs: StudyJobs | None = None
+        self.worker: Worker | None = None
+        self.state = "stopped"
+        self.error: str | None = None
+        self.recovery: dict[str, Any] = {"state": "not run", "examined": 0, "queued": 0}
+        self._recovery_thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    # -- events ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Load the models and start working; logs (never raises) when that fails."""
+        with self._lock:
+            if self.state in ("running", "disabled"):
+                return
+            if not self.config.enabled:
+                self.state = "disabled"
+                log.warning("ScintiSeg is disabled in the configuration (ScintiSeg.Enabled = false)")
+                return
+            t0 = time.perf_counter()
+            try:
+                self.jobs = self.jobs_factory(self.config, self.gateway)
+            except Exception as exc:  # models missing/corrupt, onnxruntime errors: keep Orthanc up
+                self.state = "failed"
+                self.error = f"cannot load the models from {self.config.models_dir}: {exc}"
+                log.error("ScintiSeg is OFF: %s", self.error)
+                return
+            self.worker = Worker(self._handle, self.config.worker_threads)
+            self.worker.start()
+            self.state = "running"
+            log.info(
+                "ScintiSeg %s ready in %.1f s: models %s; execution providers %s; %d worker thread(s)",
+                __version__,
+                time.perf_counter() - t0,
+                ", ".join(self.jobs.models),
+                ", ".join(self.jobs.providers),
+                self.config.worker_threads,
+            )
+            if self.config.recovery_max_studies > 0:
+                self._recovery_thread = threading.Thread(target=self.recover, name="scintiseg-recovery", daemon=True)
+                self._recovery_thread.start()
+
+    def submit(self, study_id: str, retry_failed: bool = False, force: bool = False) -> bool:
+        """Queue a study (never blocks, no I/O); False when the service is not running.
+
+        ``retry_failed``: segment again the images whose last run failed;
+        ``force``: segment every image again.
+        """
+        worker = self.worker
+        if worker is None or self.state != "running":
+            return False
+        return worker.submit(study_id, JobOptions(retry_failed=retry_failed, force=force))
+
+    def stop(self) -> None:
+        with self._lock:
+            worker, self.worker = self.worker, None
+            if self.state == "running":
+                self.state = "stopped"
+        if worker is not None:
+            worker.stop(self.config.stop_timeout_s)
+        if self._recovery_thread is not None:
+            self._recovery_thread.join(self.config.stop_timeout_s)
+        log.info("ScintiSeg stopped")
+
+    # -- the job ---------------------------------------------------------------------------
+    def _handle(self, study_id: str, should_stop: Callable[[], bool], options: JobOptions) -> object:
+        jobs = self.jobs
+        if jobs is None:
+            return None
+        return jobs.run(study_id, should_stop, retry_failed=options.retry_failed, force=options.force)
+
+    # -- start-up scan ---------------------------------------------------------------------
+    def _stopping(self) -> bool:
+        worker = self.worker
+        return worker is None or worker.should_stop()
+
+    def unfinished_studies(self) -> Iterator[str]:
+        """Studies whose result is missing, unfinished, stale or from other models.
+
+        Looks at the newest ``RecoveryScanMaxStudies`` studies, a page of
+        ``RecoveryScanPageSize`` at a time (one cheap index call per study).
+        """
+        jobs = self.jobs
+        if jobs is None:
+            return
+        total = self.gateway.count_studies()
+        start = max(0, total - self.config.recovery_max_studies)
+        page = self.config.recovery_page_size
+        since = start
+        while since < total and not self._stopping():
+            ids = self.gateway.list_studies(since, page)
+            if not ids:
+                break
+            for study_id in ids:
+                self.recovery["examined"] += 1
+                try:
+                    meta = self.gateway.study_metadata(study_id)
+                except GatewayError:
+                    continue  # deleted meanwhile
+                if needs_work(meta.result, meta.last_update, jobs.models):
+                    yield study_id
+            since += len(ids)
+
+    def recover(self) -> None:
+        """Queue what a previous run left unfinished (runs on its own thread)."""
+        t0 = time.perf_counter()
+        self.recovery = {"state": "running", "examined": 0, "queued": 0}
+        try:
+            for study_id in self.unfinished_studies():
+                if self.submit(study_id):
+                    self.recovery["queued"] += 1
+        except Exception as exc:  # the scan's error boundary
+            log.exception("start-up scan failed")
+            self.recovery["state"] = f"failed: {exc}"
+            return
+        self.recovery["state"] = "done"
+        self.recovery["seconds"] = round(time.perf_counter() - t0, 3)
+        log.info(
+            "start-up scan: %d study(ies) examined, %d queued for processing in %.1f s",
+            self.recovery["examined"],
+            self.recovery["queued"],
+            self.recovery["seconds"],
+        )
+
+    # -- introspection ---------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """What ``GET /scintiseg/status`` answers."""
+        jobs, worker = self.jobs, self.worker
+        return {
+            "software": f"ScintiSeg {__version__}",
+            "state": self.state,
+            "error": self.error,
+            "models": jobs.models if jobs else [],
+            "providers": jobs.providers if jobs else [],
+            "models_dir": str(self.config.models_dir),
+            "pipeline_runs": jobs.pipeline_runs if jobs else 0,
+            "worker": worker.stats() if worker else None,
+            "recovery": dict(self.recovery),
+        }
+
+    def wait_idle(self, timeout: float) -> bool:
+        worker = self.worker
+        return worker.wait_idle(timeout) if worker else True
+
+
+class OrthancLogHandler(logging.Handler):
+    """Python ``logging`` records to Orthanc's log.
+
+    Records at ``visible`` level and above go to ``LogWarning`` (shown by a
+    default Orthanc), errors to ``LogError``, the rest to ``LogInfo`` (shown
+    with ``--verbose``).
+    """
+
+    def __init__(self, api: Any, visible: int = logging.INFO) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.api = api
+        self.visible = visible
+        self.setFormatter(logging.Formatter("ScintiSeg [%(threadName)s] %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            msg = self.format(record)
+            if record.levelno >= logging.ERROR:
+                self.api.LogError(msg)
+            elif record.levelno >= self.visible:
+                self.api.LogWarning(msg)
+            else:
+                self.api.LogInfo(msg)
+        except Exception:  # logging must never break the caller
+            self.handleError(record)
+
+
+def install_orthanc_logging(api: Any, level: str = "INFO") -> logging.Handler:
+    """Route the ``scintiseg`` loggers to Orthanc; ``level`` is ``ScintiSeg.LogLevel``."""
+    handler = OrthancLogHandler(api, getattr(logging, level.upper(), logging.INFO))
+    root = logging.getLogger("scintiseg")
+    for old in [h for h in root.handlers if isinstance(h, OrthancLogHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    root.propagate = False
+    return handler

@@ -1,0 +1,83 @@
+"""OHIF, served by Orthanc, shows ScintiSeg's SEG over the NM image (headless Chromium)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from e2e_harness import CHROMIUM, E2E, ROOT, ProcessedStudy, Server
+from PIL import Image
+
+from scintiseg.ohif import viewer_url
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+#: ``SCINTISEG_SAVE_SCREENSHOT=docs/img/ohif.png`` keeps the screenshot (the README's picture).
+SAVE_AS = os.environ.get("SCINTISEG_SAVE_SCREENSHOT")
+
+
+def open_in_ohif(url: str, out: Path, timeout: int = 90) -> dict[str, Any]:
+    """Run ``ohif_screenshot.mjs``; its JSON report."""
+    proc = subprocess.run(
+        ["node", str(E2E / "ohif_screenshot.mjs"), "--url", url, "--out", str(out),
+         "--timeout", str(timeout), "--chromium", CHROMIUM],
+        capture_output=True, text=True, timeout=timeout + 60, cwd=E2E, check=False,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"no report from the browser script:\n{proc.stdout}\n{proc.stderr}"
+    report: dict[str, Any] = json.loads(lines[-1])
+    return report
+
+
+def near(rgb: np.ndarray, colour: list[float], tolerance: int = 40) -> np.ndarray:
+    return np.all(np.abs(rgb.astype(int) - np.array(colour[:3], dtype=int)) <= tolerance, axis=-1)
+
+
+def test_seg_overlay_in_ohif(server: Server, processed_study: ProcessedStudy, tmp_path: Path) -> None:
+    shot = tmp_path / "ohif.png"
+    url = server.url + viewer_url(processed_study.study_uid) + "&hangingProtocolId=@ohif/seg"
+    report = open_in_ohif(url, shot)
+    assert report["ok"], json.dumps(report, indent=2)
+
+    # OHIF loaded our SEG: one segmentation with the gland and nodule segments
+    (segmentation,) = report["state"]["segmentations"]
+    labels = [s["label"] for s in segmentation["segments"]]
+    assert labels == ["Thyroid gland", "Cold nodule"], labels
+
+    # and drew it: the gland's colour is in the image area of the screenshot
+    rgb = np.asarray(Image.open(shot).convert("RGB"))
+    box = report["state"]["viewport"]
+    assert box and box["width"] > 200 and box["height"] > 200, box
+    image = rgb[box["y"] : box["y"] + box["height"], box["x"] : box["x"] + box["width"]]
+    gland_colour = segmentation["segments"][0]["color"]
+    assert gland_colour, segmentation
+    drawn = near(image, gland_colour)
+    assert drawn.sum() > 300, f"gland colour {gland_colour[:3]} on {drawn.sum()} pixels only"
+    # outside the image area (OHIF's panels) the colour is not a coincidence of the theme
+    frame = np.count_nonzero(near(rgb[:, : max(1, box["x"] - 5)], gland_colour))
+    assert frame < drawn.sum() / 10
+
+    nodules = sum(
+        f["nodule_count"]
+        for image_result in processed_study.result["images"].values()
+        for f in image_result.get("frames", [])
+    )
+    if nodules:
+        nodule_colour = segmentation["segments"][1]["color"]
+        assert near(image, nodule_colour).sum() > 20, f"no {nodule_colour[:3]} pixels for {nodules} nodule(s)"
+
+    if SAVE_AS:
+        shutil.copyfile(shot, ROOT / SAVE_AS)
+
+
+def test_viewer_routes_reload(server: Server, processed_study: ProcessedStudy) -> None:
+    """A bookmarked viewer URL (client-side route) is answered with OHIF's page."""
+    assert server.status(viewer_url(processed_study.study_uid)) == 200
+    assert server.status("/ohif/app-config.js") == 200
+    assert server.status("/ohif/no-such-chunk.js") == 404

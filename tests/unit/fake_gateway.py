@@ -1,0 +1,228 @@
+"""An in-memory :class:`scintiseg.gateway.Gateway` and a stand-in pipeline.
+
+Test helpers only (imported as ``from fake_gateway import ...``; pytest puts
+``tests/unit`` on ``sys.path``). The fake store behaves like Orthanc where the
+jobs can tell: a stored instance joins the study of its StudyInstanceUID in a
+series of its modality, and bumps the study's ``LastUpdate``; writing the
+result does not.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydicom
+from pydicom import Dataset
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
+
+from scintiseg.gateway import (
+    GatewayError,
+    InstanceInfo,
+    NotFoundError,
+    SeriesInfo,
+    StoredInstance,
+    StudyMetadata,
+    parse_result,
+)
+from scintiseg.nm import NotNMImageError
+
+SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+
+
+@dataclass
+class _Instance:
+    instance_id: str
+    series_key: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    modality: str
+    description: str
+    data: bytes
+
+
+@dataclass
+class FakeGateway:
+    """Studies keyed by StudyInstanceUID-derived ids; counts every call."""
+
+    instances: dict[str, _Instance] = field(default_factory=dict)
+    study_of: dict[str, str] = field(default_factory=dict)  # instance id -> study id
+    metadata: dict[str, str] = field(default_factory=dict)  # study id -> result text
+    last_update: dict[str, int] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+    fail_on: dict[str, Exception] = field(default_factory=dict)  # method name -> exception
+    on_store: Callable[[bytes], None] | None = None
+
+    # -- test set-up ---------------------------------------------------------------------
+    def add(self, ds: Dataset) -> str:
+        """Store a dataset (as a modality would); returns its instance id."""
+        buf = io.BytesIO()
+        pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+        return self._put(buf.getvalue())
+
+    def _put(self, data: bytes) -> str:
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+        study = "study-" + str(ds.StudyInstanceUID)[-12:]
+        iid = "inst-" + str(ds.SOPInstanceUID)[-12:]
+        self.instances[iid] = _Instance(
+            instance_id=iid,
+            series_key=str(ds.SeriesInstanceUID),
+            sop_instance_uid=str(ds.SOPInstanceUID),
+            sop_class_uid=str(ds.SOPClassUID),
+            modality=str(ds.get("Modality", "")),
+            description=str(ds.get("SeriesDescription", "")),
+            data=data,
+        )
+        self.study_of[iid] = study
+        self.last_update[study] = self.last_update.get(study, 0) + 1
+        return iid
+
+    def study_id(self, ds: Dataset) -> str:
+        return "study-" + str(ds.StudyInstanceUID)[-12:]
+
+    def result(self, study_id: str) -> dict[str, Any] | None:
+        return parse_result(self.metadata.get(study_id))
+
+    def count(self, method: str) -> int:
+        return sum(1 for c in self.calls if c == method)
+
+    def _call(self, name: str) -> None:
+        self.calls.append(name)
+        if name in self.fail_on:
+            raise self.fail_on[name]
+
+    # -- Gateway ---------------------------------------------------------------------------
+    def study_series(self, study_id: str) -> list[SeriesInfo]:
+        self._call("study_series")
+        if study_id not in self.last_update:
+            raise NotFoundError(study_id)
+        series: dict[str, list[_Instance]] = {}
+        for iid, inst in self.instances.items():
+            if self.study_of[iid] == study_id:
+                series.setdefault(inst.series_key, []).append(inst)
+        return [
+            SeriesInfo(
+                series_id=key,
+                modality=insts[0].modality,
+                description=insts[0].description,
+                instance_ids=tuple(i.instance_id for i in insts),
+            )
+            for key, insts in series.items()
+        ]
+
+    def series_instances(self, series_id: str) -> list[InstanceInfo]:
+        self._call("series_instances")
+        return [
+            InstanceInfo(i.instance_id, i.sop_instance_uid, i.sop_class_uid)
+            for i in self.instances.values()
+            if i.series_key == series_id
+        ]
+
+    def instance_file(self, instance_id: str) -> bytes:
+        self._call("instance_file")
+        if instance_id not in self.instances:
+            raise NotFoundError(instance_id)
+        return self.instances[instance_id].data
+
+    def store_instance(self, data: bytes) -> StoredInstance:
+        self._call("store_instance")
+        if self.on_store is not None:
+            self.on_store(data)
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+        iid = "inst-" + str(ds.SOPInstanceUID)[-12:]
+        status = "AlreadyStored" if iid in self.instances else "Success"
+        if status == "Success":
+            self._put(data)
+        return StoredInstance(iid, status, self.study_of[iid])
+
+    def study_metadata(self, study_id: str) -> StudyMetadata:
+        self._call("study_metadata")
+        if study_id not in self.last_update:
+            raise NotFoundError(study_id)
+        return StudyMetadata(parse_result(self.metadata.get(study_id)), str(self.last_update[study_id]))
+
+    def write_result(self, study_id: str, result: dict[str, Any]) -> None:
+        self._call("write_result")
+        self.metadata[study_id] = json.dumps(result)
+
+    def count_studies(self) -> int:
+        self._call("count_studies")
+        return len(self.last_update)
+
+    def list_studies(self, since: int, limit: int) -> list[str]:
+        self._call("list_studies")
+        return list(self.last_update)[since : since + limit]
+
+
+@dataclass
+class FakeSegResult:
+    seg: Dataset
+    source_sop_instance_uid: str
+    timings_ms: dict[str, float]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "source_sop_instance_uid": self.source_sop_instance_uid,
+            "seg_sop_instance_uid": str(self.seg.SOPInstanceUID),
+            "frames": [{"frame": 1, "gland_pixels": 42, "nodule_count": 0, "nodules": []}],
+            "timings_ms": dict(self.timings_ms),
+        }
+
+
+class FakePipeline:
+    """Deterministic 'SEG' per source and model version; records what it processed."""
+
+    def __init__(self, version: str = "1") -> None:
+        self.version = version
+        self.processed: list[str] = []
+        self.fail: dict[str, Exception] = {}  # SOP Instance UID -> exception to raise
+
+    def process(self, source: Dataset) -> FakeSegResult:
+        uid = str(source.SOPInstanceUID)
+        if uid in self.fail:
+            raise self.fail[uid]
+        if str(source.get("Modality", "")) != "NM":
+            raise NotNMImageError(f"instance {uid} is not a nuclear-medicine image")
+        self.processed.append(uid)
+        seg = Dataset()
+        seg.SOPClassUID = SEG_STORAGE
+        seg.SOPInstanceUID = generate_uid(entropy_srcs=["seg", uid, self.version])
+        seg.SeriesInstanceUID = generate_uid(entropy_srcs=["segseries", str(source.SeriesInstanceUID), self.version])
+        seg.StudyInstanceUID = source.StudyInstanceUID
+        seg.Modality = "SEG"
+        seg.SeriesDescription = "ScintiSeg"
+        seg.file_meta = pydicom.dataset.FileMetaDataset()
+        seg.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        seg.file_meta.MediaStorageSOPClassUID = UID(SEG_STORAGE)
+        seg.file_meta.MediaStorageSOPInstanceUID = seg.SOPInstanceUID
+        return FakeSegResult(seg, uid, {"gland_inference_ms": 10.0, "nodule_inference_ms": 5.0, "seg_encode_ms": 1.0})
+
+
+def ct_dataset(study_uid: str, n: int = 0) -> Dataset:
+    """A minimal CT image header (with tiny pixels) in study ``study_uid``."""
+    ds = Dataset()
+    ds.SOPClassUID = CT_IMAGE_STORAGE
+    ds.SOPInstanceUID = generate_uid(entropy_srcs=["ct", study_uid, str(n)])
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = generate_uid(entropy_srcs=["ctseries", study_uid])
+    ds.Modality = "CT"
+    ds.PatientName = "Secret^Patient"
+    ds.PatientID = "SECRET-ID-1"
+    ds.SeriesDescription = "NECK CT"
+    ds.Rows = ds.Columns = 2
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.PixelData = b"\0" * 8
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    return ds
+
+
+__all__ = ["FakeGateway", "FakePipeline", "GatewayError", "ct_dataset"]

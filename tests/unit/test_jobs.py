@@ -1,0 +1,284 @@
+"""The per-study job against a fake gateway and pipeline (no Orthanc, no models)."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import pytest
+from fake_gateway import FakeGateway, FakePipeline, ct_dataset
+from nm_fixtures import make_nm
+
+from scintiseg.config import Selection
+from scintiseg.gateway import GatewayError
+from scintiseg.jobs import (
+    DONE,
+    FAILED,
+    PENDING,
+    PROCESSING,
+    SKIPPED,
+    StudyJobs,
+    needs_work,
+    radiopharmaceutical_text,
+    study_status,
+)
+from scintiseg.nm import UnreadableImageError
+
+MODELS = ["scintiseg-gland@1.0.0", "scintiseg-nodule@1.0.0"]
+
+
+def make_jobs(gw: FakeGateway, pipe: FakePipeline | None = None, **selection: object) -> StudyJobs:
+    rules = Selection(**selection)  # type: ignore[arg-type]
+    return StudyJobs(gw, pipe or FakePipeline(), rules, MODELS, ["CPUExecutionProvider"])
+
+
+def nm_study(gw: FakeGateway, seed: int = 0, images: int = 1) -> tuple[str, list[str]]:
+    """An NM study of ``images`` single-frame images (same series) in the fake store."""
+    first = make_nm(seed=seed)
+    ids = []
+    for n in range(images):
+        ds = make_nm(seed=seed, rows=64 + n)  # another matrix: another SOP Instance UID
+        ds.StudyInstanceUID = first.StudyInstanceUID
+        ds.SeriesInstanceUID = first.SeriesInstanceUID
+        ids.append(gw.add(ds))
+    return gw.study_id(first), ids
+
+
+def test_nm_study_gets_one_seg_per_image_and_a_done_result() -> None:
+    gw, pipe = FakeGateway(), FakePipeline()
+    study, ids = nm_study(gw, images=2)
+    result = make_jobs(gw, pipe).run(study)
+    assert result is not None and result["status"] == DONE
+    assert len(pipe.processed) == 2 and gw.count("store_instance") == 2
+    stored = gw.result(study)
+    assert stored == result
+    assert stored["models"] == MODELS and stored["providers"] == ["CPUExecutionProvider"]
+    assert len(stored["seg_instance_ids"]) == 2
+    for entry in stored["images"].values():
+        assert entry["status"] == DONE and entry["source_instance_id"] in ids
+        for key in ("fetch_ms", "parse_ms", "seg_write_ms", "store_ms", "gland_inference_ms"):
+            assert key in entry["timings_ms"]
+    assert stored["timings_ms"]["store_ms"] >= 0 and "job_ms" in stored["timings_ms"]
+    # the SEGs joined the study (as in Orthanc), in a SEG series
+    assert {i.modality for i in gw.instances.values()} == {"NM", "SEG"}
+
+
+def test_stable_again_after_our_seg_does_nothing() -> None:
+    gw, pipe = FakeGateway(), FakePipeline()
+    study, _ = nm_study(gw)
+    jobs = make_jobs(gw, pipe)
+    jobs.run(study)
+    writes, fetches = gw.count("write_result"), gw.count("instance_file")
+    again = jobs.run(study)  # the study turns stable again once our SEG has arrived
+    assert again is not None and again["status"] == DONE
+    assert gw.count("write_result") == writes, "nothing to do must write nothing"
+    assert gw.count("instance_file") == fetches and len(pipe.processed) == 1
+    assert not needs_work(gw.result(study), str(gw.last_update[study]), MODELS)
+
+
+def test_new_image_later_is_processed_alone() -> None:
+    gw, pipe = FakeGateway(), FakePipeline()
+    study, _ = nm_study(gw)
+    jobs = make_jobs(gw, pipe)
+    jobs.run(study)
+    late = make_nm(seed=0, rows=100)
+    late.StudyInstanceUID = make_nm(seed=0).StudyInstanceUID
+    gw.add(late)
+    assert needs_work(gw.result(study), str(gw.last_update[study]), MODELS)
+    result = jobs.run(study)
+    assert result is not None and result["status"] == DONE
+    assert pipe.processed[-1] == str(late.SOPInstanceUID) and len(pipe.processed) == 2
+    assert len(result["images"]) == 2 and len(result["seg_instance_ids"]) == 2
+
+
+def test_other_model_versions_process_again() -> None:
+    gw = FakeGateway()
+    study, _ = nm_study(gw)
+    make_jobs(gw).run(study)
+    upgraded = StudyJobs(gw, FakePipeline(version="2"), Selection(), ["scintiseg-gland@2.0.0", "n@2"])
+    assert needs_work(gw.result(study), str(gw.last_update[study]), upgraded.models)
+    result = upgraded.run(study)
+    assert result is not None and result["models"] == ["scintiseg-gland@2.0.0", "n@2"]
+    assert gw.count("store_instance") == 2
+
+
+def test_ct_study_is_skipped_cheaply_with_a_reason() -> None:
+    gw, pipe = FakeGateway(), FakePipeline()
+    ct = ct_dataset("1.2.3.4.5.6")
+    gw.add(ct)
+    study = gw.study_id(ct)
+    result = make_jobs(gw, pipe).run(study)
+    assert result is not None and result["status"] == SKIPPED
+    assert "no NM series" in result["reason"] and "CT" in result["reason"]
+    assert pipe.processed == [] and gw.count("instance_file") == 0
+    assert gw.count("series_instances") == 0
+    # stable again: nothing written
+    writes = gw.count("write_result")
+    make_jobs(gw, pipe).run(study)
+    assert gw.count("write_result") == writes
+
+
+def test_sop_class_and_series_description_rules() -> None:
+    gw = FakeGateway()
+    study, _ = nm_study(gw)
+    result = make_jobs(gw, sop_classes=("1.2.3",)).run(study)
+    assert result is not None and result["status"] == SKIPPED and "SOP class" in result["reason"]
+    result = make_jobs(gw, series_description=re.compile("(?i)bone")).run(study)
+    assert result is not None and result["status"] == SKIPPED and "'THYROID ANT'" in result["reason"]
+    result = make_jobs(gw, series_description=re.compile("(?i)thyr")).run(study)
+    assert result is not None and result["status"] == DONE
+
+
+def test_radiopharmaceutical_rule_skips_without_a_model_run() -> None:
+    gw, pipe = FakeGateway(), FakePipeline()
+    study, _ = nm_study(gw)
+    result = make_jobs(gw, pipe, radiopharmaceutical=re.compile("(?i)MDP|oxidronate")).run(study)
+    assert result is not None and result["status"] == SKIPPED
+    assert "pertechnetate" in result["reason"] and pipe.processed == []
+    assert "pertechnetate" in radiopharmaceutical_text(make_nm())
+
+
+def test_a_failing_image_fails_the_study_but_not_the_others() -> None:
+    gw, pipe = FakeGateway(), FakePipeline()
+    study, ids = nm_study(gw, images=3)
+    bad = gw.instances[ids[1]].sop_instance_uid
+    pipe.fail[bad] = RuntimeError("model exploded")
+    result = make_jobs(gw, pipe).run(study)  # must not raise
+    assert result is not None and result["status"] == FAILED
+    assert "1 of 3 image(s) failed" in result["reason"] and "model exploded" in result["reason"]
+    assert result["images"][bad]["status"] == FAILED
+    assert gw.count("store_instance") == 2
+    # failed images are not retried on the next stable event ...
+    make_jobs(gw, pipe).run(study)
+    assert gw.count("store_instance") == 2
+    # ... but on demand
+    del pipe.fail[bad]
+    result = make_jobs(gw, pipe).run(study, retry_failed=True)
+    assert result is not None and result["status"] == DONE and gw.count("store_instance") == 3
+
+
+def test_force_segments_every_image_again() -> None:
+    gw, pipe = FakeGateway(), FakePipeline()
+    study, _ = nm_study(gw, images=2)
+    jobs = make_jobs(gw, pipe)
+    first = jobs.run(study)
+    again = jobs.run(study, force=True)
+    assert len(pipe.processed) == 4
+    assert first is not None and again is not None and again["status"] == DONE
+    assert again["seg_instance_ids"] == first["seg_instance_ids"]  # deterministic UIDs: same SEGs
+    assert {e["store_status"] for e in again["images"].values()} == {"AlreadyStored"}
+
+
+def test_unreadable_and_not_nm_images() -> None:
+    gw, pipe = FakeGateway(), FakePipeline()
+    study, ids = nm_study(gw, images=2)
+    uid0 = gw.instances[ids[0]].sop_instance_uid
+    pipe.fail[uid0] = UnreadableImageError("instance x has 3 samples per pixel")
+    result = make_jobs(gw, pipe).run(study)
+    assert result is not None and result["status"] == FAILED
+    assert result["images"][uid0]["reason"] == "instance x has 3 samples per pixel"
+
+
+def test_job_error_boundary_records_failure_and_never_raises(caplog: pytest.LogCaptureFixture) -> None:
+    gw = FakeGateway()
+    study, _ = nm_study(gw)
+    gw.fail_on["study_series"] = GatewayError("GET /studies/x/series failed: database is locked")
+    with caplog.at_level(logging.ERROR, logger="scintiseg"):
+        result = make_jobs(gw).run(study)
+    assert result is not None and result["status"] == FAILED
+    assert result["reason"].startswith("internal error: GatewayError") and "database is locked" in result["reason"]
+    assert "Traceback" in caplog.text or any(r.exc_info for r in caplog.records)
+    # a failure recorded by the boundary is retried at the next start
+    assert needs_work(gw.result(study), str(gw.last_update[study]), MODELS)
+
+
+def test_boundary_survives_a_store_that_cannot_even_record() -> None:
+    gw = FakeGateway()
+    study, _ = nm_study(gw)
+    gw.fail_on["study_series"] = GatewayError("boom")
+    gw.fail_on["write_result"] = GatewayError("boom again")
+    assert make_jobs(gw).run(study) is None
+
+
+def test_deleted_study_records_nothing() -> None:
+    gw = FakeGateway()
+    assert make_jobs(gw).run("study-gone") is None
+    assert gw.count("write_result") == 0
+
+
+def test_stop_between_images_leaves_pending_then_resumes() -> None:
+    gw, pipe = FakeGateway(), FakePipeline()
+    study, _ = nm_study(gw, images=3)
+    stop = {"now": False}
+
+    def store_then_stop(_: bytes) -> None:
+        stop["now"] = True  # Orthanc starts stopping while the first SEG is stored
+
+    gw.on_store = store_then_stop
+    result = make_jobs(gw, pipe).run(study, should_stop=lambda: stop["now"])
+    assert result is not None and result["status"] == PENDING and len(result["images"]) == 1
+    assert needs_work(gw.result(study), str(gw.last_update[study]), MODELS)
+    gw.on_store = None
+    result = make_jobs(gw, pipe).run(study)
+    assert result is not None and result["status"] == DONE
+    assert len(pipe.processed) == 3 and gw.count("store_instance") == 3
+
+
+def test_progress_is_recorded_after_each_image() -> None:
+    gw = FakeGateway()
+    study, _ = nm_study(gw, images=3)
+    seen: list[str] = []
+    original = gw.write_result
+
+    def spy(study_id: str, result: dict) -> None:  # type: ignore[type-arg]
+        seen.append(f"{result['status']}:{len(result['images'])}")
+        original(study_id, result)
+
+    gw.write_result = spy  # type: ignore[method-assign]
+    make_jobs(gw).run(study)
+    assert seen == [f"{PROCESSING}:0", f"{PROCESSING}:1", f"{PROCESSING}:2", f"{DONE}:3"]
+
+
+def test_logs_name_studies_by_orthanc_id_only(caplog: pytest.LogCaptureFixture) -> None:
+    gw, pipe = FakeGateway(), FakePipeline()
+    study, ids = nm_study(gw)
+    ct = ct_dataset(str(make_nm().StudyInstanceUID), n=1)
+    gw.add(ct)
+    pipe.fail[gw.instances[ids[0]].sop_instance_uid] = RuntimeError("boom")
+    with caplog.at_level(logging.DEBUG, logger="scintiseg"):
+        make_jobs(gw, pipe).run(study)
+    assert study in caplog.text
+    for secret in ("Thyroid^Test", "SCINTI-0001", "Secret^Patient", "SECRET-ID-1"):
+        assert secret not in caplog.text
+        assert secret not in (gw.metadata.get(study) or "")
+
+
+def test_result_has_no_patient_identity() -> None:
+    gw = FakeGateway()
+    study, _ = nm_study(gw)
+    make_jobs(gw).run(study)
+    text = gw.metadata[study]
+    assert "Thyroid^Test" not in text and "SCINTI-0001" not in text
+
+
+@pytest.mark.parametrize(
+    ("result", "last_update", "expected"),
+    [
+        (None, "1", True),
+        ({"status": PENDING, "models": MODELS, "study_last_update": "1"}, "1", True),
+        ({"status": PROCESSING, "models": MODELS, "study_last_update": "1"}, "1", True),
+        ({"status": DONE, "models": MODELS, "study_last_update": "1"}, "1", False),
+        ({"status": SKIPPED, "models": MODELS, "study_last_update": "1"}, "1", False),
+        ({"status": DONE, "models": MODELS, "study_last_update": "1"}, "2", True),
+        ({"status": DONE, "models": ["other@1"], "study_last_update": "1"}, "1", True),
+        ({"status": FAILED, "models": MODELS, "study_last_update": "1"}, "1", False),
+    ],
+)
+def test_needs_work(result: dict | None, last_update: str, expected: bool) -> None:  # type: ignore[type-arg]
+    assert needs_work(result, last_update, MODELS) is expected
+
+
+def test_study_status_wording() -> None:
+    assert study_status({}) == (SKIPPED, "no image to segment")
+    status, reason = study_status({"a": {"status": DONE}, "b": {"status": SKIPPED, "reason": "not NM"}})
+    assert status == DONE and reason == "1 image(s) segmented, 1 skipped (not NM)"

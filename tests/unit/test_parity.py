@@ -1,0 +1,49 @@
+"""The exported ONNX graph computes what the PyTorch model computes."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from scintiseg_training.export import to_onnx_bytes
+from scintiseg_training.unet import UNet, UNetConfig
+
+
+@pytest.fixture(scope="module")
+def model() -> UNet:
+    torch.manual_seed(0)
+    m = UNet(UNetConfig(base=4, depth=4))
+    # Non-trivial BatchNorm statistics, so that folding them at export is exercised.
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.5, 0.5)
+            mod.running_var.uniform_(0.5, 2.0)
+            mod.weight.data.uniform_(0.5, 1.5)
+            mod.bias.data.uniform_(-0.2, 0.2)
+    return m.eval()
+
+
+def test_onnx_matches_torch_for_any_batch(model: UNet) -> None:
+    data = to_onnx_bytes(model)
+    proto = onnx.load_from_string(data)
+    assert proto.opset_import[0].version == 17
+    (inp,) = proto.graph.input
+    assert inp.name == "image"
+    dims = inp.type.tensor_type.shape.dim
+    assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == [1, 128, 128]
+    assert [o.name for o in proto.graph.output] == ["logits"]
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(1)
+    for n in (1, 3):
+        x = rng.uniform(0.0, 1.5, (n, 1, 128, 128)).astype(np.float32)
+        (got,) = sess.run(["logits"], {"image": x})
+        with torch.no_grad():
+            ref = model(torch.from_numpy(x)).numpy()
+        assert got.shape == (n, 1, 128, 128)
+        assert float(np.abs(got - ref).max()) < 1e-4

@@ -1,0 +1,112 @@
+"""The entry script with a stand-in ``orthanc`` module: config at load, events, REST routes."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import sys
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scintiseg.config import ConfigError
+
+PLUGIN_DIR = Path(__file__).resolve().parents[2] / "plugin"
+STUDY = "27f7126f-4f66fb14-03f4081b-f9341db2-53925988"
+
+
+class Output:
+    def __init__(self) -> None:
+        self.body: str | None = None
+        self.status: int | None = None
+        self.headers: dict[str, str] = {}
+
+    def AnswerBuffer(self, body: str, mime: str) -> None:  # noqa: N802  (orthanc's names)
+        self.body, self.status = body, 200
+
+    def SendHttpStatus(self, code: int, body: str, size: int) -> None:  # noqa: N802  (orthanc-python 4.0)
+        assert size == len(body.encode())
+        self.body, self.status = body, code
+
+    def SetHttpHeader(self, key: str, value: str) -> None:  # noqa: N802
+        self.headers[key] = value
+
+    def SendMethodNotAllowed(self, allowed: str) -> None:  # noqa: N802
+        self.status = 405
+
+    def SendHttpStatusCode(self, code: int) -> None:  # noqa: N802
+        self.status = code
+
+
+def fake_orthanc(config: dict[str, Any]) -> types.ModuleType:
+    mod = types.ModuleType("orthanc")
+    mod.callbacks = {}  # type: ignore[attr-defined]
+    mod.routes = {}  # type: ignore[attr-defined]
+    mod.logs = []  # type: ignore[attr-defined]
+    mod.ChangeType = types.SimpleNamespace(STABLE_STUDY=8, ORTHANC_STARTED=10, ORTHANC_STOPPED=11)  # type: ignore[attr-defined]
+    mod.GetConfiguration = lambda: json.dumps(config)  # type: ignore[attr-defined]
+    mod.RegisterOnChangeCallback = lambda cb: mod.callbacks.__setitem__("change", cb)  # type: ignore[attr-defined]
+    mod.RegisterRestCallback = lambda uri, cb: mod.routes.__setitem__(uri, cb)  # type: ignore[attr-defined]
+    mod.RestApiGet = lambda uri: b"{}"  # type: ignore[attr-defined]
+    for name in ("LogInfo", "LogWarning", "LogError"):
+        setattr(mod, name, lambda msg, _n=name: mod.logs.append((_n, msg)))
+    return mod
+
+
+@pytest.fixture
+def load_plugin(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    logger = logging.getLogger("scintiseg")  # the plugin routes it to Orthanc: restore it after
+    saved = (list(logger.handlers), logger.propagate, logger.level)
+
+    def load(config: dict[str, Any]) -> tuple[types.ModuleType, types.ModuleType]:
+        mod = fake_orthanc(config)
+        monkeypatch.setitem(sys.modules, "orthanc", mod)
+        monkeypatch.syspath_prepend(str(PLUGIN_DIR))
+        sys.modules.pop("scintiseg_plugin", None)
+        return importlib.import_module("scintiseg_plugin"), mod
+
+    yield load
+    sys.modules.pop("scintiseg_plugin", None)
+    logger.handlers[:] = saved[0]
+    logger.propagate, logger.level = saved[1], saved[2]
+
+
+def test_bad_configuration_stops_loading_with_a_clear_message(load_plugin: Any) -> None:
+    with pytest.raises(ConfigError, match="did you mean 'WorkerThreads'"):
+        load_plugin({"UserMetadata": {"ScintiSegResult": 4242}, "ScintiSeg": {"WorkerThread": 2}})
+    mod = sys.modules["orthanc"]
+    assert any("invalid configuration" in msg for _, msg in mod.logs)  # type: ignore[attr-defined]
+
+
+def test_callbacks_route_events_and_rest(load_plugin: Any, tmp_path: Path) -> None:
+    config = {"UserMetadata": {"ScintiSegResult": 4242}, "ScintiSeg": {"ModelsDirectory": str(tmp_path)}}
+    plugin, mod = load_plugin(config)
+    assert set(mod.routes) == {"/scintiseg/status", "/scintiseg/studies/([^/]+)/process"}  # type: ignore[attr-defined]
+    change = mod.callbacks["change"]  # type: ignore[attr-defined]
+    change(mod.ChangeType.ORTHANC_STARTED, 4, "")  # type: ignore[attr-defined]
+    # no models in tmp_path: the plugin stays off, Orthanc is not disturbed
+    assert plugin.SERVICE.state == "failed" and "no gland, nodule model" in plugin.SERVICE.error
+    assert any(level == "LogError" and "ScintiSeg is OFF" in msg for level, msg in mod.logs)  # type: ignore[attr-defined]
+    change(mod.ChangeType.STABLE_STUDY, 1, STUDY)  # type: ignore[attr-defined]
+    out = Output()
+    mod.routes["/scintiseg/status"](out, "/scintiseg/status", method="GET")  # type: ignore[attr-defined]
+    status = json.loads(out.body or "{}")
+    assert status["state"] == "failed" and "plugin_features" in status
+    out = Output()
+    route = mod.routes["/scintiseg/studies/([^/]+)/process"]  # type: ignore[attr-defined]
+    route(out, "/x", method="POST", groups=["../../system"])
+    assert out.status == 400
+    out = Output()
+    route(out, "/x", method="POST", groups=[STUDY], body=b'{"force": "yes"}')
+    assert out.status == 400 and "force" in json.loads(out.body or "{}")["error"]
+    out = Output()
+    route(out, "/x", method="POST", groups=[STUDY], body=b"")
+    assert out.status == 503, "models not loaded: nothing queued"
+    out = Output()
+    route(out, "/x", method="GET", groups=["a"])
+    assert out.status == 405
+    change(mod.ChangeType.ORTHANC_STOPPED, 4, "")  # type: ignore[attr-defined]

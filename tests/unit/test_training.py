@@ -1,0 +1,124 @@
+"""A tiny end-to-end run of the training pipeline.
+
+Data, training, resume, export, model card, evaluation through the served path.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from scintiseg.modelcard import find_cards, load_card
+from scintiseg_training import dataset, evaluate, export, train
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ds") / "tiny.npz"
+    dataset.build(out, list(range(12)), n_test=3, workers=1)
+    return out
+
+
+def test_split_is_by_scan_and_deterministic() -> None:
+    seeds = list(range(100))
+    train_a, test_a = dataset.split_seeds(seeds, 20)
+    train_b, test_b = dataset.split_seeds(list(reversed(seeds)), 20)
+    assert (train_a, test_a) == (train_b, test_b)
+    assert len(test_a) == 20 and len(train_a) == 80
+    assert not set(train_a) & set(test_a)
+
+
+def test_dataset_couples(data: Path) -> None:
+    with np.load(data) as d:
+        assert d["gland_x"].shape == (24, 128, 128) and d["gland_x"].dtype == np.float16
+        assert d["nodule_y"].dtype == np.uint8
+        assert int(d["test"].sum()) == 6
+        # both flips of a scan on the same side of the split
+        for s in np.unique(d["seed"]):
+            sel = d["seed"] == s
+            assert sorted(d["flip"][sel].tolist()) == [False, True]
+            assert len(set(d["test"][sel].tolist())) == 1
+        assert float(d["gland_x"].max()) <= 1.5
+        # the flipped gland input is the mirror of the original (full window, no jitter)
+        i = int(np.flatnonzero((d["seed"] == d["seed"][0]) & ~d["flip"])[0])
+        j = int(np.flatnonzero((d["seed"] == d["seed"][0]) & d["flip"])[0])
+        np.testing.assert_allclose(d["gland_y"][i][:, ::-1], d["gland_y"][j], atol=2)
+    split = json.loads(dataset.split_path(data).read_text())
+    assert len(split["test"]) == 3 and len(split["train"]) == 9
+
+
+def _train(data: Path, out: Path, task: str, epochs: int, resume: bool = False) -> None:
+    argv = [
+        "--task",
+        task,
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--epochs",
+        str(epochs),
+        "--base",
+        "4",
+        "--batch-size",
+        "8",
+        "--val-fraction",
+        "0.2",
+        "--threads",
+        "2",
+    ]
+    train.main(argv + (["--resume"] if resume else []))
+
+
+def test_train_resume_export_evaluate(data: Path, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    for task in ("gland", "nodule"):
+        run = tmp_path / task
+        _train(data, run, task, epochs=1)
+        first = torch.load(run / train.CHECKPOINT, weights_only=False)
+        assert first["epoch"] == 1 and first["step"] > 0
+        _train(data, run, task, epochs=2, resume=True)
+        second = torch.load(run / train.CHECKPOINT, weights_only=False)
+        assert second["epoch"] == 2 and second["step"] == 2 * first["step"]
+        assert len(second["history"]) == 2 and second["done"]
+        folder = export.export(run, models)
+        card = load_card(folder)
+        assert card.name == f"scintiseg-{task}" and card.version == "1.0.0" and card.task == task
+        assert card.size == 128 and card.input_name == "image" and card.output_name == "logits"
+        assert card.window == ("full" if task == "gland" else "gland")
+        assert card.normalisation.percentile == 99.0 and card.normalisation.clip == 1.5
+        assert card.family == "U-Net" and card.creator == "ScintiSeg"
+        assert (folder / "model.onnx").stat().st_size < 10 * 1024 * 1024
+    cards = find_cards(models)
+    assert cards["nodule"].type == ("SCT", "27925004", "Nodule")
+    assert cards["nodule"].anatomic_region == ("SCT", "69748006", "Thyroid")
+    assert cards["gland"].category == ("SCT", "123037004", "Anatomical Structure")
+
+    split = dataset.split_path(data)
+    out = tmp_path / "eval"
+    evaluate.main(
+        [
+            "--models",
+            str(models),
+            "--split",
+            str(split),
+            "--json",
+            str(out / "e.json"),
+            "--markdown",
+            str(out / "e.md"),
+            "--montage",
+            str(out / "f.png"),
+            "--update-cards",
+            "--threads",
+            "2",
+        ]
+    )
+    rep = json.loads((out / "e.json").read_text())
+    assert rep["overall"]["n"] == 6
+    assert 0.0 <= rep["overall"]["gland_dice_mean"] <= 1.0
+    assert (out / "f.png").stat().st_size > 0
+    card = load_card(models / "scintiseg-gland")  # sha256 still right after the metrics update
+    assert card.raw["metrics"]["gland_dice_mean"] == rep["overall"]["gland_dice_mean"]

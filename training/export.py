@@ -1,0 +1,249 @@
+"""Export a trained run to ``models/<name>/model.onnx`` + ``card.json``.
+
+The ONNX graph (opset 17) takes ``image`` ``[batch, 1, 128, 128]`` float32 and
+gives ``logits`` of the same shape, with a dynamic ``batch`` axis. The graph is
+checked with ``onnx.checker``, its outputs are compared with PyTorch on random
+inputs, and the card is validated with :func:`scintiseg.modelcard.load_card`
+before the command returns.
+
+Usage::
+
+    python -m scintiseg_training.export --run runs/gland --task gland --models models
+    # update the metrics of an existing card (the ONNX file is untouched):
+    python -m scintiseg_training.export --task nodule --models models \\
+        --metrics docs/evaluation.json --metrics-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from scintiseg.modelcard import CARD_FILE, load_card, sha256_file
+
+from .dataset import NORMALISATION, SIZE
+from .train import load_model
+
+OPSET = 17
+MAX_BYTES = 10 * 1024 * 1024
+VERSION = "1.0.0"
+
+LABELS: dict[str, dict[str, Any]] = {
+    "gland": {
+        "name": "Thyroid gland",
+        "category": ["SCT", "123037004", "Anatomical Structure"],
+        "type": ["SCT", "69748006", "Thyroid"],
+        "anatomic_region": None,
+    },
+    "nodule": {
+        "name": "Cold nodule",
+        "category": ["SCT", "49755003", "Morphologically Altered Structure"],
+        "type": ["SCT", "27925004", "Nodule"],
+        "anatomic_region": ["SCT", "69748006", "Thyroid"],
+    },
+}
+WINDOW = {"gland": "full", "nodule": "gland"}
+MIN_COMPONENT_MM2 = {"gland": 20.0, "nodule": 10.0}
+
+
+def model_name(task: str) -> str:
+    return f"scintiseg-{task}"
+
+
+def to_onnx_bytes(model: torch.nn.Module, size: int = SIZE) -> bytes:
+    """The model as ONNX bytes (opset 17, dynamic batch), checked with onnx.checker."""
+    import onnx
+
+    model = model.cpu().eval()
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        # the TorchScript exporter is deprecated; the dynamo one needs onnxscript (not installed)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            model,
+            (torch.zeros(1, 1, size, size),),
+            buf,  # type: ignore[arg-type]  # a file-like object is accepted
+            opset_version=OPSET,
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    data = buf.getvalue()
+    proto = onnx.load_from_string(data)
+    onnx.checker.check_model(proto, full_check=True)
+    return data
+
+
+def max_abs_diff(model: torch.nn.Module, onnx_bytes: bytes, x: np.ndarray) -> float:
+    """Largest |PyTorch - onnxruntime| logit difference on ``x`` ``(N, 1, S, S)``."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 2
+    sess = ort.InferenceSession(onnx_bytes, opts, providers=["CPUExecutionProvider"])
+    (got,) = sess.run(["logits"], {"image": x.astype(np.float32)})
+    with torch.no_grad():
+        ref = model.cpu().eval()(torch.from_numpy(x.astype(np.float32))).numpy()
+    return float(np.abs(np.asarray(got) - ref).max())
+
+
+def write_card(folder: Path, card: dict[str, Any]) -> None:
+    (folder / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+
+
+def make_card(task: str, sha: str, training: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": model_name(task),
+        "version": VERSION,
+        "task": task,
+        "family": "U-Net",
+        "creator": "ScintiSeg",
+        "onnx": "model.onnx",
+        "sha256": sha,
+        "input": {
+            "name": "image",
+            "size": SIZE,
+            "window": WINDOW[task],
+            "normalisation": {"percentile": NORMALISATION.percentile, "clip": NORMALISATION.clip},
+        },
+        "output": {"name": "logits", "threshold": 0.0},
+        "label": LABELS[task],
+        "postprocess": {"min_component_mm2": MIN_COMPONENT_MM2[task]},
+        "training": training,
+        "metrics": metrics,
+    }
+
+
+def training_summary(ckpt: dict[str, Any], dataset: str, hardware: str | None = None) -> dict[str, Any]:
+    args = ckpt.get("args", {})
+    last = ckpt["history"][-1] if ckpt.get("history") else {}
+    return {
+        "data": dataset,
+        "architecture": {
+            "family": "U-Net",
+            **ckpt["unet"],
+            "norm": "BatchNorm",
+            "upsampling": "bilinear",
+        },
+        "couples": ckpt.get("n_train"),
+        "validation_couples": ckpt.get("n_val"),
+        "epochs": ckpt.get("epoch"),
+        "steps": ckpt.get("step"),
+        "batch_size": args.get("batch_size"),
+        "learning_rate": args.get("lr"),
+        "loss": "BCE-with-logits on soft targets + soft Dice",
+        "augmentation": "left-right flips (in the data), shifts, intensity scaling, noise"
+        + (", jittered gland window" if ckpt["task"] == "nodule" else ""),
+        "device": ckpt.get("device", args.get("device")),
+        "training_minutes": round(float(ckpt.get("elapsed_s", 0.0)) / 60.0, 1),
+        "final_validation": last.get("val", {}),
+        **({"hardware": hardware} if hardware else {}),
+    }
+
+
+DEFAULT_DATA = (
+    "Synthetic thyroid scintigraphies (scintiseg.synthetic.generate_scan, seeds 0-2299): "
+    "2300 scans x (original + left-right flip) = 4600 image-mask couples, split by scan "
+    "into 1900 training scans (3800 couples) and 400 test scans (800 couples)."
+)
+
+
+def export(
+    run: Path,
+    models: Path,
+    task: str | None = None,
+    dataset: str = DEFAULT_DATA,
+    metrics: dict[str, Any] | None = None,
+    hardware: str | None = None,
+) -> Path:
+    """Export ``run/last.pt`` to ``models/scintiseg-<task>/``; returns the folder."""
+    model, ckpt = load_model(run)
+    task = task or ckpt["task"]
+    if task != ckpt["task"]:
+        raise SystemExit(f"{run} is a {ckpt['task']} run, not {task}")
+    data = to_onnx_bytes(model)
+    if len(data) > MAX_BYTES:
+        raise SystemExit(f"ONNX model is {len(data)} bytes, over {MAX_BYTES}")
+    x = np.random.default_rng(0).uniform(0, 1.5, (2, 1, SIZE, SIZE)).astype(np.float32)
+    diff = max_abs_diff(model, data, x)
+    if diff > 1e-3:
+        raise SystemExit(f"onnxruntime and PyTorch disagree: max |diff| = {diff}")
+    folder = models / model_name(task)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.onnx").write_bytes(data)
+    sha = sha256_file(folder / "model.onnx")
+    old: dict[str, Any] = {}
+    if metrics is None and (folder / CARD_FILE).exists():
+        old = json.loads((folder / CARD_FILE).read_text(encoding="utf-8")).get("metrics", {})
+    write_card(folder, make_card(task, sha, training_summary(ckpt, dataset, hardware), metrics or old))
+    load_card(folder)
+    print(
+        f"wrote {folder}/model.onnx ({len(data)} bytes, torch/ort max diff {diff:.1e}) and card.json",
+        file=sys.stderr,
+    )
+    return folder
+
+
+def set_metrics(folder: Path, metrics: dict[str, Any]) -> None:
+    """Replace a card's metrics; the ONNX file (and so its sha256) is untouched."""
+    card = json.loads((folder / CARD_FILE).read_text(encoding="utf-8"))
+    card["metrics"] = metrics
+    card["sha256"] = sha256_file(folder / card["onnx"])
+    write_card(folder, card)
+    load_card(folder)
+
+
+def metrics_for(task: str, report: dict[str, Any]) -> dict[str, Any]:
+    """The part of an evaluation report (``evaluate.py`` JSON) that belongs in a task's card."""
+    overall = report["overall"]
+    common: dict[str, Any] = {k: report[k] for k in ("test_set", "evaluated_at_source_resolution") if k in report}
+    if task == "gland":
+        keys = ["gland_dice_mean", "gland_dice_median", "gland_dice_min"]
+    else:
+        keys = [
+            "nodule_dice_mean",
+            "nodule_dice_median",
+            "nodule_free_clean_fraction",
+            "nodule_detection_rate",
+        ]
+    per_kind = {
+        kind: {k: v for k, v in m.items() if k.startswith(task) or k in ("n", "nodule_free_clean_fraction")}
+        for kind, m in report.get("per_kind", {}).items()
+    }
+    return {**common, **{k: overall[k] for k in keys if k in overall}, "per_kind": per_kind}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", type=Path, help="run folder with last.pt")
+    ap.add_argument("--task", choices=("gland", "nodule"))
+    ap.add_argument("--models", type=Path, default=Path("models"))
+    ap.add_argument("--metrics", type=Path, help="evaluation JSON (evaluate.py) to put in the card")
+    ap.add_argument("--metrics-only", action="store_true", help="only update the card's metrics")
+    ap.add_argument("--hardware", help="where it was trained, for the card (e.g. '2-core CPU')")
+    args = ap.parse_args(argv)
+    report = json.loads(args.metrics.read_text(encoding="utf-8")) if args.metrics else None
+    if args.metrics_only:
+        if not (args.task and report):
+            raise SystemExit("--metrics-only needs --task and --metrics")
+        set_metrics(args.models / model_name(args.task), metrics_for(args.task, report))
+        return
+    if args.run is None:
+        raise SystemExit("--run is required")
+    task = args.task
+    metrics = metrics_for(task, report) if (report and task) else None
+    export(args.run, args.models, task, metrics=metrics, hardware=args.hardware)
+
+
+if __name__ == "__main__":
+    main()
