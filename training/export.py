@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from scintiseg.modelcard import CARD_FILE, load_card, sha256_file
+from scintiseg.modelcard import CARD_FILE, LABELS, load_card, sha256_file
 
 from .dataset import NORMALISATION, SIZE
 from .train import load_model
@@ -36,20 +36,6 @@ OPSET = 17
 MAX_BYTES = 10 * 1024 * 1024
 VERSION = "1.0.0"
 
-LABELS: dict[str, dict[str, Any]] = {
-    "gland": {
-        "name": "Thyroid gland",
-        "category": ["SCT", "123037004", "Anatomical Structure"],
-        "type": ["SCT", "69748006", "Thyroid"],
-        "anatomic_region": None,
-    },
-    "nodule": {
-        "name": "Cold nodule",
-        "category": ["SCT", "49755003", "Morphologically Altered Structure"],
-        "type": ["SCT", "27925004", "Nodule"],
-        "anatomic_region": ["SCT", "69748006", "Thyroid"],
-    },
-}
 WINDOW = {"gland": "full", "nodule": "gland"}
 MIN_COMPONENT_MM2 = {"gland": 20.0, "nodule": 10.0}
 

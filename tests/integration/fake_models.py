@@ -15,25 +15,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from scintiseg.modelcard import CARD_FILE, find_cards, sha256_file
+from scintiseg.modelcard import CARD_FILE, LABELS, find_cards, sha256_file
 
 SIZE = 128
 FAKE_VERSION = "0.0.0-test"
 
-LABELS: dict[str, dict[str, Any]] = {
-    "gland": {
-        "name": "Thyroid gland",
-        "category": ["SCT", "123037004", "Anatomical Structure"],
-        "type": ["SCT", "69748006", "Thyroid"],
-        "anatomic_region": None,
-    },
-    "nodule": {
-        "name": "Cold nodule",
-        "category": ["SCT", "49755003", "Morphologically Abnormal Structure"],
-        "type": ["SCT", "27925004", "Nodule"],
-        "anatomic_region": ["SCT", "69748006", "Thyroid"],
-    },
-}
 #: (scale, offset) of ``logits = scale * (image - offset)``; a negative scale picks dark pixels.
 AFFINE = {"gland": (40.0, 0.35), "nodule": (-40.0, 0.2)}
 WINDOW = {"gland": "full", "nodule": "gland"}
