@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from scintiseg.modelcard import CARD_FILE, LABELS, load_card, sha256_file
+from scintiseg.modelcard import CARD_FILE, load_card, sha256_file
+from scintiseg.seg.content import LABELS
 
 from .dataset import NORMALISATION, SIZE
 from .train import load_model

@@ -40,25 +40,6 @@ TASKS = ("gland", "nodule")
 WINDOWS = ("full", "gland")
 CARD_FILE = "card.json"
 
-#: The segment each task's model produces, as written in its card (SNOMED CT codes
-#: as specified for ScintiSeg's SEG output). Training's export and the test
-#: stand-in models both take their labels from here.
-LABELS: dict[str, dict[str, Any]] = {
-    "gland": {
-        "name": "Thyroid gland",
-        "category": ["SCT", "123037004", "Anatomical Structure"],
-        "type": ["SCT", "69748006", "Thyroid"],
-        "anatomic_region": None,
-    },
-    "nodule": {
-        "name": "Cold nodule",
-        "category": ["SCT", "49755003", "Morphologically Altered Structure"],
-        "type": ["SCT", "27925004", "Nodule"],
-        "anatomic_region": ["SCT", "69748006", "Thyroid"],
-    },
-}
-
-
 class ModelCardError(ValueError):
     """A model folder whose card is missing, malformed or does not match its ONNX file."""
 

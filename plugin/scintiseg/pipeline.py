@@ -22,7 +22,7 @@ from .inference import Segmenter
 from .measurements import measure_frame
 from .modelcard import ModelCard
 from .nm import nm_frames, pixel_spacing_mm
-from .seg import SegmentSpec, build_seg, deterministic_uid
+from .seg import DISPLAY_RGB, SegmentSpec, build_seg, deterministic_uid
 
 DEFAULT_SERIES_NUMBER = 9901
 DEFAULT_SERIES_DESCRIPTION = "ScintiSeg {models}"
@@ -66,6 +66,7 @@ def segment_spec(card: ModelCard) -> SegmentSpec:
         anatomic_region=card.anatomic_region,
         algorithm_name=card.name,
         algorithm_version=card.version,
+        display_rgb=DISPLAY_RGB.get(card.task),
     )
 
 

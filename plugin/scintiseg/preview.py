@@ -29,7 +29,13 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian
 from scipy import ndimage
 
 from . import __version__
-from .seg.content import PATIENT_ATTRIBUTES, REQUIRED_EMPTY_ATTRIBUTES, STUDY_ATTRIBUTES
+from .seg.content import (
+    GLAND_RGB,
+    NODULE_RGB,
+    PATIENT_ATTRIBUTES,
+    REQUIRED_EMPTY_ATTRIBUTES,
+    STUDY_ATTRIBUTES,
+)
 from .seg.writer import source_content_datetime
 
 __all__ = [
@@ -49,9 +55,6 @@ SECONDARY_CAPTURE_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
 THYROID_CODE = "69748006"
 NODULE_CODE = "27925004"
 
-#: Outline colours; the SEG's Recommended Display CIELab values should match them.
-GLAND_RGB = (0, 230, 64)
-NODULE_RGB = (255, 0, 255)
 BACKGROUND_RGB = (12, 14, 18)
 TEXT_RGB = (230, 232, 236)
 MUTED_RGB = (150, 155, 165)

@@ -15,7 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from scintiseg.modelcard import CARD_FILE, LABELS, find_cards, sha256_file
+from scintiseg.modelcard import CARD_FILE, find_cards, sha256_file
+from scintiseg.seg.content import LABELS
 
 SIZE = 128
 FAKE_VERSION = "0.0.0-test"

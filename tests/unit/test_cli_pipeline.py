@@ -6,11 +6,11 @@ import sys
 import numpy as np
 import pydicom
 import pytest
-from highdicom.seg import segread
 
 from scintiseg.cli import main
 from scintiseg.inference import Segmenter
 from scintiseg.pipeline import Pipeline
+from scintiseg.preview import masks_from_seg
 from scintiseg.synthetic import generate_scan
 from scintiseg.synthetic.dicom import scan_to_dataset, study_uids
 
@@ -53,17 +53,18 @@ def test_pipeline_any_matrix(pipeline, matrix):
 
 
 def segread_masks(seg_ds, source):
-    """(frames, rows, cols, segments) masks read back with highdicom."""
+    """(frames, rows, cols, segments) masks read back from the written file.
+
+    By the SEG's own frame references (scintiseg.preview.masks_from_seg):
+    highdicom's segread refuses the Pixel Measures of a planar NM without
+    slice thickness (see test_seg_writer.py).
+    """
     import io
 
     buf = io.BytesIO()
     seg_ds.save_as(buf, enforce_file_format=True)
-    buf.seek(0)
-    n = int(getattr(source, "NumberOfFrames", 1))
-    pixels = segread(buf).get_pixels_by_source_frame(
-        source_sop_instance_uid=source.SOPInstanceUID, source_frame_numbers=list(range(1, n + 1))
-    )
-    return pixels.astype(bool)
+    gland, nodules = masks_from_seg(pydicom.dcmread(io.BytesIO(buf.getvalue())), source)
+    return np.stack([gland, nodules], axis=-1)
 
 
 def test_multiframe_every_frame_segmented(pipeline):

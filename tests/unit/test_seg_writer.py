@@ -13,13 +13,16 @@ from nm_fixtures import error_lines, make_nm, make_sc_nm, run_dciodvfy, to_bytes
 from pydicom.sr.codedict import codes
 
 from scintiseg.nm import NotNMImageError
+from scintiseg.preview import masks_from_seg
 from scintiseg.seg import (
     ANATOMICAL_STRUCTURE,
     ARTIFICIAL_INTELLIGENCE,
     COLD_NODULE,
     GLAND,
-    MORPHOLOGICALLY_ABNORMAL_STRUCTURE,
+    GLAND_RGB,
+    MORPHOLOGICALLY_ALTERED_STRUCTURE,
     NODULE,
+    NODULE_RGB,
     SEGMENTATION_STORAGE,
     THYROID,
     SegmentSpec,
@@ -72,9 +75,24 @@ def assert_dciodvfy_clean(seg: pydicom.Dataset, tmp_path: Path) -> str:
     return output
 
 
-def read_back(seg: pydicom.Dataset) -> tuple[pydicom.Dataset, hd.seg.Segmentation]:
+def read_back(seg: pydicom.Dataset) -> tuple[pydicom.Dataset, hd.seg.Segmentation | None]:
+    """The SEG read back by pydicom, and by highdicom's ``segread`` where that reader can.
+
+    highdicom 0.28.2's reader refuses a Pixel Measures item without Slice
+    Thickness (see test_highdicom_reader_refuses_its_own_planar_pixel_measures),
+    which a planar NM without one gives: then only pydicom reads it here.
+    """
     data = to_bytes(seg)
-    return pydicom.dcmread(io.BytesIO(data)), hd.seg.segread(io.BytesIO(data))
+    ds = pydicom.dcmread(io.BytesIO(data))
+    measures = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    hseg = hd.seg.segread(io.BytesIO(data)) if "SliceThickness" in measures else None
+    return ds, hseg
+
+
+def seg_masks(ds: pydicom.Dataset, source: pydicom.Dataset) -> np.ndarray:
+    """(frames, rows, cols, 2) gland and nodule masks placed by the SEG's own frame references."""
+    gland, nodules = masks_from_seg(ds, source)
+    return np.stack([gland, nodules], axis=-1)
 
 
 # ------------------------------------------------------------ conformance
@@ -88,18 +106,26 @@ def test_seg_is_valid_and_round_trips(size: int, frames: int | None, tmp_path: P
     seg = build(source, masks)
 
     assert_dciodvfy_clean(seg, tmp_path)
-    ds, hseg = read_back(seg)
+    ds, _ = read_back(seg)
 
-    # highdicom maps the SEG frames back onto the NM frames
+    # the SEG frames map back onto the NM frames through their references
     uid = str(source.SOPInstanceUID)
-    assert hseg.get_source_image_uids() == [
-        (source.StudyInstanceUID, source.SeriesInstanceUID, uid)
-    ]
-    pixels = hseg.get_pixels_by_source_frame(
-        uid, source_frame_numbers=list(range(1, n + 1)), segment_numbers=[1, 2]
-    )
+    assert ds.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == uid
+    pixels = seg_masks(ds, source)
     assert pixels.shape == masks.shape
-    np.testing.assert_array_equal(pixels.astype(bool), masks)
+    np.testing.assert_array_equal(pixels, masks)
+
+    # highdicom's reader does the same when the source gives a slice thickness
+    thick = make_nm(size, frames=frames, slice_thickness=10.0)
+    _, hseg = read_back(build(thick, masks))
+    assert hseg is not None
+    assert hseg.get_source_image_uids() == [
+        (thick.StudyInstanceUID, thick.SeriesInstanceUID, str(thick.SOPInstanceUID))
+    ]
+    hpixels = hseg.get_pixels_by_source_frame(
+        str(thick.SOPInstanceUID), source_frame_numbers=list(range(1, n + 1)), segment_numbers=[1, 2]
+    )
+    np.testing.assert_array_equal(hpixels.astype(bool), masks)
 
     # and so do the raw per-frame references with the raw pixel array
     assert ds.NumberOfFrames == 2 * n
@@ -123,13 +149,16 @@ def test_structure_has_no_patient_coordinate_system() -> None:
     assert seg.Modality == "SEG"
     assert seg.SegmentationType == "BINARY"
     assert (seg.Rows, seg.Columns, seg.BitsAllocated) == (128, 128, 1)
-    # pixel-matrix referencing only: no Frame of Reference, no plane geometry
+    # pixel-matrix referencing only: no Frame of Reference, no plane positions
     assert "FrameOfReferenceUID" not in seg
     assert "DimensionOrganizationType" not in seg
     shared = seg.SharedFunctionalGroupsSequence[0]
     for item in [shared, *seg.PerFrameFunctionalGroupsSequence]:
         assert "PlanePositionSequence" not in item
+    # only a shared orientation, for viewers that compare it with the NM's (OHIF)
+    for item in seg.PerFrameFunctionalGroupsSequence:
         assert "PlaneOrientationSequence" not in item
+    assert len(shared.PlaneOrientationSequence) == 1
     pointers = [
         (int(i.DimensionIndexPointer), int(i.FunctionalGroupPointer))
         for i in seg.DimensionIndexSequence
@@ -163,10 +192,10 @@ def test_same_study_and_patient() -> None:
 
 def test_segment_codes_and_algorithm_identification() -> None:
     source = make_nm(128)
-    _, hseg = read_back(build(source, thyroid_masks(1, 128)))
-    assert hseg.segment_numbers == [1, 2]
+    ds, _ = read_back(build(source, thyroid_masks(1, 128)))
+    assert [int(item.SegmentNumber) for item in ds.SegmentSequence] == [1, 2]
     for number, spec in enumerate(SPECS, 1):
-        desc = hseg.get_segment_description(number)
+        desc = hd.seg.SegmentDescription.from_dataset(ds.SegmentSequence[number - 1])
         assert desc.segment_label == spec.name
         assert desc.algorithm_type == hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC
         for got, want in (
@@ -187,19 +216,28 @@ def test_segment_codes_and_algorithm_identification() -> None:
         assert desc.SegmentAlgorithmName == spec.algorithm_name
 
 
-def test_default_codes_are_the_dicom_context_group_codes() -> None:
+def test_default_codes_are_the_specified_ones() -> None:
     def as_tuple(code: object) -> tuple[str, str, str]:
         return (code.scheme_designator, code.value, code.meaning)  # type: ignore[attr-defined]
 
-    assert ANATOMICAL_STRUCTURE == as_tuple(codes.cid7150.AnatomicalStructure)
-    assert MORPHOLOGICALLY_ABNORMAL_STRUCTURE == as_tuple(
-        codes.cid7150.MorphologicallyAbnormalStructure
-    )
+    # the category codes ScintiSeg's output is specified with (see seg/content.py for CID 7150)
+    assert ANATOMICAL_STRUCTURE == ("SCT", "123037004", "Anatomical Structure")
+    assert MORPHOLOGICALLY_ALTERED_STRUCTURE == ("SCT", "49755003", "Morphologically Altered Structure")
+    # type, region and family codes are the context groups' own
     assert THYROID == as_tuple(codes.SCT.Thyroid)
     assert NODULE == as_tuple(codes.SCT.Nodule)
     assert ARTIFICIAL_INTELLIGENCE == as_tuple(codes.cid7162.ArtificialIntelligence)
-    assert GLAND.type == THYROID and GLAND.anatomic_region is None
-    assert COLD_NODULE.type == NODULE and COLD_NODULE.anatomic_region == THYROID
+    assert GLAND.category == ANATOMICAL_STRUCTURE and GLAND.type == THYROID
+    assert GLAND.anatomic_region is None
+    assert COLD_NODULE.category == MORPHOLOGICALLY_ALTERED_STRUCTURE and COLD_NODULE.type == NODULE
+    assert COLD_NODULE.anatomic_region == THYROID
+
+
+def test_segments_carry_their_display_colour() -> None:
+    seg = build(make_nm(64), thyroid_masks(1, 64))
+    for item, rgb in zip(seg.SegmentSequence, (GLAND_RGB, NODULE_RGB), strict=True):
+        lab = hd.color.CIELabColor.from_dicom_value(list(item.RecommendedDisplayCIELabValue))
+        assert tuple(round(v) for v in lab.to_rgb()) == rgb
 
 
 # ------------------------------------------------------------ determinism
@@ -234,13 +272,11 @@ def test_empty_nodule_segment_is_valid(frames: int | None, tmp_path: Path) -> No
     masks = thyroid_masks(n, 128, nodule=False)
     seg = build(source, masks)
     assert_dciodvfy_clean(seg, tmp_path)
-    ds, hseg = read_back(seg)
+    ds, _ = read_back(seg)
     assert ds.NumberOfFrames == 2 * n  # empty frames are kept: "looked, found nothing"
     assert ds.SegmentsOverlap == "NO"
-    pixels = hseg.get_pixels_by_source_frame(
-        str(source.SOPInstanceUID), source_frame_numbers=list(range(1, n + 1))
-    )
-    np.testing.assert_array_equal(pixels.astype(bool), masks)
+    pixels = seg_masks(ds, source)
+    np.testing.assert_array_equal(pixels, masks)
     assert not pixels[..., 1].any()
 
 
@@ -249,8 +285,8 @@ def test_all_empty_seg_is_valid(tmp_path: Path) -> None:
     masks = np.zeros((3, 64, 64, 2), dtype=bool)
     seg = build(source, masks)
     assert_dciodvfy_clean(seg, tmp_path)
-    _, hseg = read_back(seg)
-    pixels = hseg.get_pixels_by_source_frame(str(source.SOPInstanceUID), [1, 2, 3])
+    ds, _ = read_back(seg)
+    pixels = seg_masks(ds, source)
     assert pixels.shape == (3, 64, 64, 2) and not pixels.any()
 
 
@@ -278,9 +314,12 @@ def test_metadata_only_source() -> None:
     assert to_bytes(build(source, thyroid_masks(3, 64))) == with_pixels
 
 
-def test_pixel_measures_only_with_slice_thickness(tmp_path: Path) -> None:
+def test_pixel_measures_always_shared(tmp_path: Path) -> None:
     plain = build(make_nm(64), thyroid_masks(1, 64))
-    assert "PixelMeasuresSequence" not in plain.SharedFunctionalGroupsSequence[0]
+    measures = plain.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    assert "SliceThickness" not in measures  # a planar view has none: never invented
+    assert [float(v) for v in measures.PixelSpacing] == [2.2, 2.2]  # make_nm's default
+    assert_dciodvfy_clean(plain, tmp_path)
 
     source = make_nm(64, pixel_spacing=(1.8, 2.4), slice_thickness=9.5)
     seg = build(source, thyroid_masks(1, 64))
@@ -288,8 +327,55 @@ def test_pixel_measures_only_with_slice_thickness(tmp_path: Path) -> None:
     assert [float(v) for v in measures.PixelSpacing] == [1.8, 2.4]
     assert float(measures.SliceThickness) == 9.5
     assert_dciodvfy_clean(seg, tmp_path)
-    _, hseg = read_back(seg)  # highdicom's reader accepts it
-    assert hseg.number_of_frames == 2
+    _, hseg = read_back(seg)
+    assert hseg is not None and hseg.number_of_frames == 2
+
+
+def test_highdicom_reader_refuses_its_own_planar_pixel_measures() -> None:
+    """Why read_back cannot always use highdicom: its writer and reader disagree.
+
+    For a 2D source with Pixel Spacing and no Frame of Reference or Slice
+    Thickness, highdicom 0.28.2's own ``Segmentation`` writes a Pixel Measures
+    item with Pixel Spacing only (as ours does, and as the standard allows),
+    and its ``segread`` refuses that item. If this test starts failing,
+    highdicom fixed it: read_back can then use segread everywhere.
+    """
+    source = make_sc_nm(64)  # a single-frame IOD: highdicom's constructor accepts it
+    source.PixelSpacing = [2.0, 2.0]
+    desc = hd.seg.SegmentDescription(
+        segment_number=1, segment_label="Thyroid gland",
+        segmented_property_category=codes.cid7150.AnatomicalStructure,
+        segmented_property_type=codes.SCT.Thyroid, algorithm_type="MANUAL",
+    )
+    theirs = hd.seg.Segmentation(
+        source_images=[source], pixel_array=thyroid_masks(1, 64)[0, ..., 0],
+        segmentation_type="BINARY", segment_descriptions=[desc],
+        series_instance_uid=deterministic_uid("t-series"), series_number=1,
+        sop_instance_uid=deterministic_uid("t-instance"), instance_number=1,
+        manufacturer="test", manufacturer_model_name="test", software_versions="1",
+        device_serial_number="1",
+    )
+    measures = theirs.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    assert "PixelSpacing" in measures and "SliceThickness" not in measures
+    with pytest.raises(AttributeError, match="Pixel Measures"):
+        hd.seg.segread(io.BytesIO(to_bytes(theirs)))
+
+
+@pytest.mark.parametrize("frames", [None, 3])
+def test_orientation_is_the_one_viewers_assume_for_the_nm(frames: int | None) -> None:
+    source = make_nm(64, frames=frames)
+    n = int(source.NumberOfFrames)
+    if frames:  # one detector item per frame, as the NM Detector module has them
+        detectors = []
+        for _ in range(n):
+            item = pydicom.Dataset()
+            item.ImageOrientationPatient = [0, 1, 0, 0, 0, -1]
+            detectors.append(item)
+        source.DetectorInformationSequence = detectors
+    seg = build(source, thyroid_masks(n, 64))
+    iop = [float(v) for v in seg.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0].ImageOrientationPatient]
+    # multi-frame: the detector's orientation; single frame: anterior (OHIF ignores the detector's)
+    assert iop == ([0.0, 1.0, 0.0, 0.0, 0.0, -1.0] if frames else [1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
 
 
 def test_source_without_pixel_spacing_or_dates(tmp_path: Path) -> None:
@@ -312,9 +398,8 @@ def test_secondary_capture_nm_source(tmp_path: Path) -> None:
     # a single-frame IOD is referenced without frame numbers
     assert "ReferencedFrameNumber" not in ref.SourceImageSequence[0]
     assert_dciodvfy_clean(seg, tmp_path)
-    _, hseg = read_back(seg)
-    pixels = hseg.get_pixels_by_source_instance([str(source.SOPInstanceUID)])
-    np.testing.assert_array_equal(pixels.astype(bool), thyroid_masks(1, 64))
+    ds, _ = read_back(seg)
+    np.testing.assert_array_equal(seg_masks(ds, source), thyroid_masks(1, 64))
 
 
 def test_non_ascii_text_switches_to_utf8(tmp_path: Path) -> None:
@@ -356,7 +441,7 @@ def test_model_card_style_segment_spec(tmp_path: Path) -> None:
     assert_dciodvfy_clean(seg, tmp_path)
     target = tmp_path / "out.dcm"
     seg.save_as(target, enforce_file_format=True)  # as the CLI writes it
-    assert hd.seg.segread(target).segment_numbers == [1]
+    assert len(pydicom.dcmread(target).SegmentSequence) == 1
 
 
 # ------------------------------------------------------------------ errors

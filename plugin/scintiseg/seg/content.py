@@ -1,40 +1,72 @@
-"""What goes into a ScintiSeg segment: coded concepts and the segment spec.
+"""What goes into a ScintiSeg segment: coded concepts, display colours, the segment spec.
 
 Codes are ``(coding scheme designator, code value, code meaning)`` tuples, the
 order used by the model cards (``["SCT", "69748006", "Thyroid"]``).
 
-The defaults below are checked against the DICOM context groups that constrain
-them (PS3.16, as shipped with pydicom 3.0):
+:data:`LABELS` is the one table of what each task's model produces; the model
+cards (training's export), the test stand-in models, the SEG templates below
+and the preview colours all take it from here. Its codes are the ones
+ScintiSeg's SEG output is specified with:
 
-* Segmented Property Category, CID 7150: ``SCT 91723000 "Anatomical
-  Structure"`` and ``SCT 49755003 "Morphologically Abnormal Structure"``.
-  Note that ``SCT 123037004`` is *not* in CID 7150: it is SNOMED's "Body
-  structure" top concept, which older DICOM editions used under the meaning
-  "Anatomical Structure" before CID 7150 switched to ``91723000``. Likewise
-  ``49755003`` is now called "Morphologically Abnormal Structure" (formerly
-  "... Altered ...").
-* Segmented Property Type, CID 7151: ``SCT 69748006 "Thyroid"``, ``SCT
-  27925004 "Nodule"``.
-* Anatomic Region, CID 4: ``SCT 69748006 "Thyroid"``.
-* Algorithm Family, CID 7162: ``DCM 123110 "Artificial Intelligence"``
-  (``codes.cid7162.ArtificialIntelligence``).
+* gland: category ``SCT 123037004 "Anatomical Structure"``, type
+  ``SCT 69748006 "Thyroid"``;
+* cold nodule: category ``SCT 49755003 "Morphologically Altered Structure"``,
+  type ``SCT 27925004 "Nodule"``, anatomic region ``SCT 69748006 "Thyroid"``.
+
+Note on the category codes: the current DICOM edition's CID 7150 lists
+"Anatomical Structure" as ``SCT 91723000`` (``123037004`` is SNOMED's "Body
+structure" top concept, which older editions used under that meaning) and
+now calls ``49755003`` "Morphologically Abnormal Structure". CID 7150 is
+extensible, so both are valid in a SEG (``dciodvfy`` accepts them); we keep
+the specified codes so that results stay comparable with what the department
+already stores. The type codes (CID 7151), the anatomic region (CID 4) and
+the algorithm family (CID 7162, ``DCM 123110 "Artificial Intelligence"``)
+are the context groups' own.
 
 A :class:`SegmentSpec` holds whatever code its caller gives it (model cards
-are the source of truth); the writer checks only that codes are well formed.
+are the source of truth at run time); the writer checks only that codes are
+well formed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 Code = tuple[str, str, str]
+RGB = tuple[int, int, int]
 
-ANATOMICAL_STRUCTURE: Code = ("SCT", "91723000", "Anatomical Structure")
-MORPHOLOGICALLY_ABNORMAL_STRUCTURE: Code = ("SCT", "49755003", "Morphologically Abnormal Structure")
+ANATOMICAL_STRUCTURE: Code = ("SCT", "123037004", "Anatomical Structure")
+MORPHOLOGICALLY_ALTERED_STRUCTURE: Code = ("SCT", "49755003", "Morphologically Altered Structure")
 THYROID: Code = ("SCT", "69748006", "Thyroid")
 NODULE: Code = ("SCT", "27925004", "Nodule")
 ARTIFICIAL_INTELLIGENCE: Code = ("DCM", "123110", "Artificial Intelligence")
+
+#: Display colours: the SEG's Recommended Display CIELab Value (OHIF draws the
+#: segment in it) and the preview outlines. Green and magenta stay apart on
+#: grey and "hot" NM colour maps.
+GLAND_RGB: RGB = (0, 230, 64)
+NODULE_RGB: RGB = (255, 0, 255)
+
+#: The segment each task's model produces, as its model card writes it.
+LABELS: dict[str, dict[str, Any]] = {
+    "gland": {
+        "name": "Thyroid gland",
+        "category": list(ANATOMICAL_STRUCTURE),
+        "type": list(THYROID),
+        "anatomic_region": None,
+    },
+    "nodule": {
+        "name": "Cold nodule",
+        "category": list(MORPHOLOGICALLY_ALTERED_STRUCTURE),
+        "type": list(NODULE),
+        "anatomic_region": list(THYROID),
+    },
+}
+
+#: Display colour of each task's segment.
+DISPLAY_RGB: dict[str, RGB] = {"gland": GLAND_RGB, "nodule": NODULE_RGB}
 
 
 @dataclass(frozen=True)
@@ -45,6 +77,8 @@ class SegmentSpec:
     segments 1..n in the order they are given to :func:`build_seg`).
     ``algorithm_family`` is a code of CID 7162 (default: Artificial
     Intelligence). The segment algorithm type is always ``AUTOMATIC``.
+    ``display_rgb`` becomes the Recommended Display CIELab Value (viewers
+    pick their own colour when it is ``None``).
     """
 
     label: int
@@ -55,6 +89,7 @@ class SegmentSpec:
     algorithm_name: str
     algorithm_version: str
     algorithm_family: Code = ARTIFICIAL_INTELLIGENCE
+    display_rgb: RGB | None = None
 
     def with_algorithm(
         self, name: str, version: str, family: Code = ARTIFICIAL_INTELLIGENCE
@@ -65,27 +100,26 @@ class SegmentSpec:
         )
 
 
+def _template(task: str) -> SegmentSpec:
+    label = LABELS[task]
+    region = label["anatomic_region"]
+    return SegmentSpec(
+        label=1,
+        name=label["name"],
+        category=tuple(label["category"]),  # type: ignore[arg-type]
+        type=tuple(label["type"]),  # type: ignore[arg-type]
+        anatomic_region=tuple(region) if region else None,  # type: ignore[arg-type]
+        algorithm_name="",
+        algorithm_version="",
+        display_rgb=DISPLAY_RGB[task],
+    )
+
+
 #: Template for the whole thyroid gland; complete it with :meth:`SegmentSpec.with_algorithm`.
-GLAND = SegmentSpec(
-    label=1,
-    name="Thyroid gland",
-    category=ANATOMICAL_STRUCTURE,
-    type=THYROID,
-    anatomic_region=None,
-    algorithm_name="",
-    algorithm_version="",
-)
+GLAND = _template("gland")
 
 #: Template for hypo-fixating ("cold") nodules inside the gland.
-COLD_NODULE = SegmentSpec(
-    label=1,
-    name="Cold nodule",
-    category=MORPHOLOGICALLY_ABNORMAL_STRUCTURE,
-    type=NODULE,
-    anatomic_region=THYROID,
-    algorithm_name="",
-    algorithm_version="",
-)
+COLD_NODULE = _template("nodule")
 
 
 # Root-level attributes of the Patient and Study information entities that a

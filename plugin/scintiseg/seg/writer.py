@@ -168,6 +168,11 @@ def _check_segments(segments: Sequence[SegmentSpec]) -> list[SegmentSpec]:
         _check_code(spec.algorithm_family, f"{where} algorithm_family")
         if spec.anatomic_region is not None:
             _check_code(spec.anatomic_region, f"{where} anatomic_region")
+        rgb = spec.display_rgb
+        if rgb is not None and not (
+            len(rgb) == 3 and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in rgb)
+        ):
+            raise ValueError(f"{where} display_rgb must be three integers 0-255, got {rgb!r}")
     return specs
 
 
@@ -253,28 +258,54 @@ def _patient_orientation(source: Dataset) -> list[str] | None:
     return values
 
 
-def _pixel_measures(source: Dataset) -> Dataset | None:
-    """Pixel Measures item, only when the source gives Pixel Spacing *and* Slice Thickness.
+def _pixel_measures(source: Dataset) -> Dataset:
+    """The shared Pixel Measures item: the source's Pixel Spacing, and Slice Thickness if it has one.
 
-    Without a Frame of Reference the macro is optional in a SEG, and Slice
-    Thickness is optional in it (type 1C on Volumetric Properties, absent
-    here); but highdicom's reader (0.28.2, ``PixelMeasuresSequence.
-    from_sequence``) refuses a Pixel Measures item without Slice Thickness,
-    and a planar projection has no slice thickness to invent. Spacing stays
-    available from the referenced NM (:func:`scintiseg.nm.pixel_spacing_mm`).
+    Without a Frame of Reference the macro is optional in a SEG, but OHIF's
+    SEG loader reads it unconditionally, and it carries the spacing that the
+    areas were measured with. A planar projection has no slice thickness: it
+    is copied when the source gives one, never invented. A source without
+    Pixel Spacing gives an empty item (every attribute of the macro is type 1C).
     """
+    measures = Dataset()
     spacing = pixel_spacing_mm(source)
+    if spacing is not None:
+        measures.PixelSpacing = [DSfloat(spacing[0], auto_format=True),
+                                 DSfloat(spacing[1], auto_format=True)]
     try:
         thickness = float(source.get("SliceThickness"))
     except (TypeError, ValueError):
-        return None
-    if spacing is None or not (math.isfinite(thickness) and thickness > 0):
-        return None
-    measures = Dataset()
-    measures.PixelSpacing = [DSfloat(spacing[0], auto_format=True),
-                             DSfloat(spacing[1], auto_format=True)]
-    measures.SliceThickness = DSfloat(thickness, auto_format=True)
+        thickness = math.nan
+    if math.isfinite(thickness) and thickness > 0:
+        measures.SliceThickness = DSfloat(thickness, auto_format=True)
     return measures
+
+
+#: The orientation OHIF (cornerstone) assumes for an image that declares none.
+DEFAULT_VIEWER_ORIENTATION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+
+
+def plane_orientation(source: Dataset) -> list[float]:
+    """The Image Orientation (Patient) the SEG declares for its frames.
+
+    NM Image Storage has no per-image orientation; viewers that place a SEG
+    over its source (OHIF's cornerstone adapter) compare the SEG's orientation
+    with the one they assume for the NM: the first Detector Information item's
+    Image Orientation (Patient) for a multi-frame NM, the anterior orientation
+    ``[1, 0, 0, 0, 1, 0]`` for a single frame. The SEG repeats that, so the
+    two are always parallel.
+    """
+    frames = int(source.get("NumberOfFrames") or 1)
+    detectors = source.get("DetectorInformationSequence", None) or []
+    if frames > 1 and detectors:
+        value = detectors[0].get("ImageOrientationPatient")
+        try:
+            iop = [float(v) for v in value] if value is not None else []
+        except (TypeError, ValueError):
+            iop = []
+        if len(iop) == 6 and all(math.isfinite(v) for v in iop) and any(iop[:3]) and any(iop[3:]):
+            return iop
+    return list(DEFAULT_VIEWER_ORIENTATION)
 
 
 def _is_multiframe_iod(source: Dataset) -> bool:
@@ -329,6 +360,9 @@ def _segment_description(number: int, spec: SegmentSpec) -> Dataset:
         ),
         anatomic_regions=(
             [_concept(spec.anatomic_region)] if spec.anatomic_region is not None else None
+        ),
+        display_color=(
+            hd.color.CIELabColor.from_rgb(*spec.display_rgb) if spec.display_rgb is not None else None
         ),
     )
     return description
@@ -501,9 +535,10 @@ def build_seg(
 
     # Multi-frame Functional Groups
     shared = Dataset()
-    measures = _pixel_measures(source)
-    if measures is not None:
-        shared.PixelMeasuresSequence = [measures]
+    shared.PixelMeasuresSequence = [_pixel_measures(source)]
+    orientation = Dataset()
+    orientation.ImageOrientationPatient = [DSfloat(v, auto_format=True) for v in plane_orientation(source)]
+    shared.PlaneOrientationSequence = [orientation]
     seg.SharedFunctionalGroupsSequence = [shared]
     seg.PerFrameFunctionalGroupsSequence = [
         _per_frame_item(source, s, f, multiframe_source)
