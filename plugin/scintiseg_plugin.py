@@ -10,9 +10,15 @@ callbacks and hands everything else to :mod:`scintiseg.service`:
   callbacks share one thread in orthanc-python);
 * ``ORTHANC_STOPPED``: stop the worker.
 
-REST routes: ``GET /scintiseg/status`` (models, providers, queue) and
-``POST /scintiseg/studies/{id}/process`` (queue a study again, retrying
-failed images).
+HTTP routes (Orthanc REST callbacks, so Orthanc's authentication applies):
+
+* the ``/scintiseg/`` API of :mod:`scintiseg.rest` (health, models, queue,
+  studies, preview, process), answered by :class:`scintiseg.backend.PluginBackend`,
+  plus ``GET /scintiseg/status`` (diagnostics: worker, start-up scan, plugin features);
+* ``/ohif/...``: the OHIF viewer (:mod:`scintiseg.ohif`), installed by
+  ``scripts/setup-ohif.sh``; it reads Orthanc's DICOMweb plugin;
+* Orthanc Explorer gets ``explorer/scintiseg-explorer.js`` (a ScintiSeg box on
+  study pages).
 
 The virtual environment is ``$SCINTISEG_VENV`` or ``<repo>/.venv``; Orthanc's
 embedded interpreter must be the one it was made from (same minor version).
@@ -22,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import site
 import sys
 import threading
@@ -53,7 +58,9 @@ def _add_paths() -> None:
 
 _add_paths()
 
-from scintiseg.config import ConfigError, load_config  # noqa: E402  (after _add_paths)
+from scintiseg import ohif, rest  # noqa: E402  (after _add_paths)
+from scintiseg.backend import PluginBackend  # noqa: E402
+from scintiseg.config import ConfigError, load_config  # noqa: E402
 from scintiseg.gateway import OrthancGateway  # noqa: E402
 from scintiseg.service import Service, install_orthanc_logging  # noqa: E402
 
@@ -63,18 +70,19 @@ except ConfigError as exc:
     orthanc.LogError(f"ScintiSeg: invalid configuration, Orthanc cannot start: {exc}")
     raise
 install_orthanc_logging(orthanc, CONFIG.log_level)
-SERVICE = Service(CONFIG, OrthancGateway(orthanc, CONFIG.result_metadata))
+GATEWAY = OrthancGateway(orthanc, CONFIG.result_metadata)
+SERVICE = Service(CONFIG, GATEWAY)
+BACKEND = PluginBackend(SERVICE, GATEWAY)
 
 # Plugin API features differ between orthanc-python releases: detect, never assume.
 # (Durable queues and the key-value store exist only in recent releases, orthanc-python >= 6;
 # the study result lives in user metadata, which every release supports.)
 FEATURES = {
     name: hasattr(orthanc, name)
-    for name in ("EnqueueValue", "StoreKeyValue", "RegisterOnChangeCallback", "RegisterRestCallback")
+    for name in (
+        "EnqueueValue", "StoreKeyValue", "RegisterOnChangeCallback", "RegisterRestCallback", "ExtendOrthancExplorer"
+    )
 }
-
-
-_ORTHANC_ID = re.compile(r"[0-9a-f]{8}(-[0-9a-f]{8}){4}")
 
 
 def on_change(change_type: int, level: int, resource_id: str) -> None:
@@ -92,56 +100,64 @@ def on_change(change_type: int, level: int, resource_id: str) -> None:
         orthanc.LogError(f"ScintiSeg: error handling change {change_type} of {resource_id}: {exc}")
 
 
-def _answer(output: Any, status: int, body: dict[str, Any]) -> None:
-    text = json.dumps(body, indent=2)  # ASCII: json.dumps escapes the rest
+def _send(output: Any, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+    """One answer through Orthanc's HTTP output (200 buffers; other codes as a status + body)."""
+    for name, value in (headers or {}).items():
+        output.SetHttpHeader(name, value)
     if status == 200:
-        output.AnswerBuffer(text, "application/json")
+        output.AnswerBuffer(body, content_type)
     else:
-        output.SetHttpHeader("Content-Type", "application/json")
+        output.SetHttpHeader("Content-Type", content_type)
+        # Orthanc's SendHttpStatus takes a str whose length is the byte count: our error
+        # bodies are ASCII (JSON with escapes, or plain English)
+        text = body.decode("ascii", errors="replace")
         output.SendHttpStatus(status, text, len(text))
 
 
 def rest_status(output: Any, uri: str, **request: Any) -> None:
-    """``GET /scintiseg/status``: models, providers, queue, start-up scan."""
+    """``GET /scintiseg/status``: models, providers, queue, start-up scan (diagnostics)."""
     if request.get("method") != "GET":
         output.SendMethodNotAllowed("GET")
         return
-    _answer(output, 200, {**SERVICE.status(), "plugin_features": FEATURES})
+    body = json.dumps({**SERVICE.status(), "plugin_features": FEATURES}, indent=2).encode("ascii")
+    _send(output, 200, body, "application/json")
 
 
-def rest_process(output: Any, uri: str, **request: Any) -> None:
-    """``POST /scintiseg/studies/{id}/process`` [``{"force": true}``]: queue the study again.
+def rest_api(output: Any, uri: str, **request: Any) -> None:
+    """Every route of :mod:`scintiseg.rest` (``/scintiseg/...``), answered by :func:`rest.dispatch`."""
+    method = str(request.get("method") or "GET")
+    body = request.get("body")
+    answer = rest.dispatch(BACKEND, method, uri, bytes(body) if body else None)
+    if answer.status == 405:
+        # Orthanc answers 405 itself, with the Allow header and no body (its plugin API
+        # reserves that status to SendMethodNotAllowed)
+        output.SendMethodNotAllowed(",".join(rest.allowed_methods(uri)))
+        return
+    _send(output, answer.status, answer.body, answer.content_type, {"Cache-Control": "no-cache"})
 
-    Failed images are retried; ``force`` segments every image again.
-    """
-    if request.get("method") != "POST":
-        output.SendMethodNotAllowed("POST")
+
+def ohif_site(output: Any, uri: str, **request: Any) -> None:
+    """``/ohif/...``: the OHIF viewer's files, ``index.html`` for its client-side routes."""
+    if request.get("method") != "GET":
+        output.SendMethodNotAllowed("GET")
         return
-    study_id = str((request.get("groups") or [""])[0])
-    if not _ORTHANC_ID.fullmatch(study_id):
-        _answer(output, 400, {"error": "not an Orthanc study id", "status": 400})
-        return
-    try:
-        body = json.loads(request.get("body") or b"{}")
-    except ValueError:
-        body = None
-    if not isinstance(body, dict) or set(body) - {"force"} or not isinstance(body.get("force", False), bool):
-        _answer(output, 400, {"error": 'the body must be empty or {"force": true|false}', "status": 400})
-        return
-    try:
-        orthanc.RestApiGet(f"/studies/{study_id}")
-    except Exception:
-        _answer(output, 404, {"error": f"no study {study_id}", "status": 404})
-        return
-    force = bool(body.get("force", False))
-    if not SERVICE.submit(study_id, retry_failed=True, force=force):
-        _answer(output, 503, {"error": f"ScintiSeg is not running ({SERVICE.state})", "status": 503})
-        return
-    links = {"study": f"/studies/{study_id}"}
-    _answer(output, 202, {"study": study_id, "queued": True, "force": force, "links": links})
+    groups = request.get("groups") or []
+    path = str(groups[0]) if groups else ""
+    status, body, content_type = ohif.ohif_asset(CONFIG.ohif_dir, path)
+    _send(output, status, body, content_type, {"Cache-Control": ohif.cache_control(path)})
+
+
+def ohif_root(output: Any, uri: str, **request: Any) -> None:
+    """``/ohif``: to the site's root, where its relative URLs resolve."""
+    output.Redirect(ohif.PREFIX)
 
 
 orthanc.RegisterOnChangeCallback(on_change)
 if FEATURES["RegisterRestCallback"]:
     orthanc.RegisterRestCallback("/scintiseg/status", rest_status)
-    orthanc.RegisterRestCallback("/scintiseg/studies/([^/]+)/process", rest_process)
+    for route in rest.ORTHANC_ROUTES:
+        orthanc.RegisterRestCallback(route, rest_api)
+    orthanc.RegisterRestCallback("/ohif", ohif_root)
+    orthanc.RegisterRestCallback("/ohif/(.*)", ohif_site)
+if hasattr(orthanc, "ExtendOrthancExplorer"):
+    orthanc.ExtendOrthancExplorer((HERE / "explorer" / "scintiseg-explorer.js").read_text(encoding="utf-8"))

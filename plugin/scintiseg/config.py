@@ -42,6 +42,10 @@ DEFAULTS: dict[str, Any] = {
     "RadiopharmaceuticalRegex": None,
     "OutputSeriesNumber": 9901,
     "OutputSeriesDescription": "ScintiSeg {models}",
+    "StorePreview": True,
+    "PreviewSeriesNumber": 9902,
+    "PreviewSeriesDescription": "ScintiSeg preview",
+    "OhifDirectory": "build/ohif/site",
     "ResultMetadata": "ScintiSegResult",
     "RecoveryScanMaxStudies": 100000,
     "RecoveryScanPageSize": 200,
@@ -90,6 +94,10 @@ class Config:
     selection: Selection
     series_number: int
     series_description: str
+    store_preview: bool
+    preview_series_number: int
+    preview_series_description: str
+    ohif_dir: Path
     result_metadata: str
     recovery_max_studies: int
     recovery_page_size: int
@@ -231,6 +239,27 @@ def parse_section(
             f"{SECTION}.OutputSeriesDescription may only use the placeholder {{models}}: {description!r}"
         ) from exc
 
+    store_preview = _option(section, "StorePreview")
+    if not isinstance(store_preview, bool):
+        raise ConfigError(f"{SECTION}.StorePreview must be true or false, got {store_preview!r}")
+    preview_description = _option(section, "PreviewSeriesDescription")
+    if (
+        not isinstance(preview_description, str)
+        or not preview_description
+        or len(preview_description) > 64
+        or "\\" in preview_description
+    ):
+        raise ConfigError(
+            f"{SECTION}.PreviewSeriesDescription must be 1 to 64 characters without a backslash, "
+            f"got {preview_description!r}"
+        )
+    ohif = _option(section, "OhifDirectory")
+    if not isinstance(ohif, str) or not ohif:
+        raise ConfigError(f"{SECTION}.OhifDirectory must be a folder path, got {ohif!r}")
+    ohif_dir = Path(ohif).expanduser()
+    if not ohif_dir.is_absolute():
+        ohif_dir = root / ohif_dir
+
     metadata = _option(section, "ResultMetadata")
     if not isinstance(metadata, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", metadata):
         raise ConfigError(f"{SECTION}.ResultMetadata must be a metadata name, got {metadata!r}")
@@ -257,6 +286,10 @@ def parse_section(
         ),
         series_number=_int(section, "OutputSeriesNumber", 1, 2**31 - 1),
         series_description=description,
+        store_preview=store_preview,
+        preview_series_number=_int(section, "PreviewSeriesNumber", 1, 2**31 - 1),
+        preview_series_description=preview_description,
+        ohif_dir=ohif_dir,
         result_metadata=metadata,
         recovery_max_studies=_int(section, "RecoveryScanMaxStudies", 0, 10**9),
         recovery_page_size=_int(section, "RecoveryScanPageSize", 1, 10000),

@@ -79,6 +79,10 @@ class StoredInstance:
 class Gateway(Protocol):
     """The DICOM store as the study jobs see it."""
 
+    def study_exists(self, study_id: str) -> bool:
+        """Whether the store holds the study."""
+        ...
+
     def study_series(self, study_id: str) -> list[SeriesInfo]:
         """The series of a study with their modality and description."""
         ...
@@ -152,6 +156,13 @@ class OrthancGateway:
         return json.loads(self._call("RestApiGet", uri))
 
     # -- Gateway ----------------------------------------------------------------------------
+    def study_exists(self, study_id: str) -> bool:
+        try:
+            self._call("RestApiGet", f"/studies/{study_id}")
+        except NotFoundError:
+            return False
+        return True
+
     def study_series(self, study_id: str) -> list[SeriesInfo]:
         out = []
         for s in self._get_json(f"/studies/{study_id}/series"):

@@ -80,6 +80,10 @@ class Processor(Protocol):
 
     def process(self, source: pydicom.Dataset) -> SegResult: ...
 
+    def preview(self, source: pydicom.Dataset, result: Any) -> pydicom.Dataset:
+        """The result's preview picture as a Secondary Capture of the source's study."""
+        ...
+
 
 def now_iso(epoch: float | None = None) -> str:
     """UTC time with milliseconds, e.g. ``2026-01-02T03:04:05.678Z``."""
@@ -150,12 +154,18 @@ class StudyJobs:
         selection: Selection,
         models: Sequence[str],
         providers: Sequence[str] = (),
+        store_preview: bool = False,
+        cards: Sequence[Any] = (),
     ) -> None:
         self.gateway = gateway
         self.pipeline = pipeline
         self.selection = selection
         self.models = list(models)
         self.providers = list(providers)
+        #: store each image's preview picture as a Secondary Capture after its SEG
+        self.store_preview = store_preview
+        #: the loaded models' cards (:class:`scintiseg.modelcard.ModelCard`), for the REST API
+        self.cards = list(cards)
         #: how many images went through the pipeline (models) since start-up
         self.pipeline_runs = 0
         self._count_lock = threading.Lock()
@@ -341,6 +351,8 @@ class StudyJobs:
         entry["seg_series_instance_uid"] = str(result.seg.SeriesInstanceUID)
         entry["seg_instance_id"] = stored.instance_id
         entry["store_status"] = stored.status
+        if self.store_preview:
+            entry.update(self._store_preview(study_id, inst, ds, result, timings))
         entry["timings_ms"] = {**entry.get("timings_ms", {}), **timings}
         log.info(
             "study %s: instance %s segmented -> SEG %s (%s, %.0f ms inference)",
@@ -351,6 +363,25 @@ class StudyJobs:
             inference_ms(entry["timings_ms"]),
         )
         return entry
+
+    def _store_preview(
+        self, study_id: str, inst: InstanceInfo, ds: pydicom.Dataset, result: SegResult, timings: dict[str, float]
+    ) -> dict[str, Any]:
+        """Store the preview Secondary Capture; a failure costs the picture, never the SEG."""
+        t = time.perf_counter()
+        try:
+            picture = self.pipeline.preview(ds, result)
+            buf = io.BytesIO()
+            pydicom.dcmwrite(buf, picture, enforce_file_format=True)
+            stored = self.gateway.store_instance(buf.getvalue())
+        except NotFoundError:
+            raise
+        except Exception as exc:
+            log.warning("study %s: preview of instance %s not stored: %s", study_id, inst.instance_id, exc)
+            return {"preview_error": f"{type(exc).__name__}: {exc}"}
+        finally:
+            timings["preview_ms"] = _ms(t)
+        return {"preview_instance_id": stored.instance_id}
 
     # -- recording -------------------------------------------------------------------------
     def _settle(self, state: _JobState, status: str, reason: str) -> dict[str, Any] | None:

@@ -26,6 +26,8 @@ from .seg import DISPLAY_RGB, SegmentSpec, build_seg, deterministic_uid
 
 DEFAULT_SERIES_NUMBER = 9901
 DEFAULT_SERIES_DESCRIPTION = "ScintiSeg {models}"
+DEFAULT_PREVIEW_SERIES_NUMBER = 9902
+DEFAULT_PREVIEW_SERIES_DESCRIPTION = "ScintiSeg preview"
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,9 @@ class OutputOptions:
     series_number: int = DEFAULT_SERIES_NUMBER
     #: ``{models}`` is replaced by the model identities, e.g. ``scintiseg-gland@1.0.0``.
     series_description: str = DEFAULT_SERIES_DESCRIPTION
+    #: the preview Secondary Capture series (:meth:`Pipeline.preview`)
+    preview_series_number: int = DEFAULT_PREVIEW_SERIES_NUMBER
+    preview_series_description: str = DEFAULT_PREVIEW_SERIES_DESCRIPTION
 
 
 @dataclass
@@ -45,6 +50,8 @@ class InstanceResult:
     seg: pydicom.Dataset
     frames: list[dict[str, Any]]
     timings_ms: dict[str, float] = field(default_factory=dict)
+    #: (frames, rows, cols, 2) boolean gland and nodule masks on the source matrix
+    masks: np.ndarray | None = field(default=None, repr=False)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready description (no pixel data, no patient identity)."""
@@ -133,4 +140,29 @@ class Pipeline:
             seg=seg,
             frames=measurements,
             timings_ms=timings,
+            masks=masks,
+        )
+
+    def preview(self, source: pydicom.Dataset, result: InstanceResult) -> pydicom.Dataset:
+        """The preview picture of ``result`` as a Secondary Capture in ``source``'s study.
+
+        Deterministic like the SEG: its UIDs derive from the source UIDs and
+        the model identities, so a re-run stores the same instance again.
+        """
+        from .preview import preview_secondary_capture, render_preview_rgb
+
+        if result.masks is None:
+            raise ValueError("the result carries no masks to draw")
+        models = self.segmenter.model_idents
+        rgb = render_preview_rgb(
+            nm_frames(source), result.masks[..., 0], result.masks[..., 1], models=models
+        )
+        return preview_secondary_capture(
+            source,
+            rgb,
+            series_uid=deterministic_uid("scintiseg-preview-series", str(source.SeriesInstanceUID), *models),
+            sop_uid=deterministic_uid("scintiseg-preview-instance", str(source.SOPInstanceUID), *models),
+            series_number=self.options.preview_series_number,
+            series_description=self.options.preview_series_description[:64],
+            instance_number=int(getattr(source, "InstanceNumber", 1) or 1),
         )

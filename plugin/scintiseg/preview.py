@@ -48,6 +48,8 @@ __all__ = [
     "preview_from_seg",
     "preview_secondary_capture",
     "render_preview",
+    "render_preview_rgb",
+    "stack_pngs",
 ]
 
 SECONDARY_CAPTURE_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
@@ -182,6 +184,51 @@ def render_preview(
     is one panel, upscaled by an integer factor to at least 512 pixels.
     The same arguments always give the same bytes.
     """
+    canvas = _render(frame, gland, nodules, models=models, title=title, colormap=colormap)
+    buf = io.BytesIO()
+    canvas.save(buf, format="PNG", optimize=False, compress_level=6)
+    return buf.getvalue()
+
+
+def render_preview_rgb(
+    frame: np.ndarray,
+    gland: np.ndarray,
+    nodules: np.ndarray,
+    *,
+    models: Sequence[str],
+    title: str | None = None,
+    colormap: str = "grey",
+) -> np.ndarray:
+    """The picture of :func:`render_preview` as ``(rows, cols, 3)`` uint8 (no PNG round trip)."""
+    canvas = _render(frame, gland, nodules, models=models, title=title, colormap=colormap)
+    return np.asarray(canvas, dtype=np.uint8).copy()
+
+
+def stack_pngs(pngs: Sequence[bytes]) -> bytes:
+    """Several previews (one per image of a study) one above the other, as one PNG."""
+    if len(pngs) == 1:
+        return pngs[0]
+    images = [Image.open(io.BytesIO(p)).convert("RGB") for p in pngs]
+    width = max(i.width for i in images)
+    canvas = Image.new("RGB", (width, sum(i.height for i in images)), BACKGROUND_RGB)
+    y = 0
+    for image in images:
+        canvas.paste(image, (0, y))
+        y += image.height
+    buf = io.BytesIO()
+    canvas.save(buf, format="PNG", optimize=False, compress_level=6)
+    return buf.getvalue()
+
+
+def _render(
+    frame: np.ndarray,
+    gland: np.ndarray,
+    nodules: np.ndarray,
+    *,
+    models: Sequence[str],
+    title: str | None,
+    colormap: str,
+) -> Image.Image:
     counts = _as_stack(frame, "frame")
     glands = _as_stack(gland, "gland").astype(bool)
     nods = _as_stack(nodules, "nodules").astype(bool)
@@ -233,10 +280,7 @@ def render_preview(
     draw.text((margin, y), model_text, fill=MUTED_RGB, font=small)
     note = f"ScintiSeg {__version__} - automatic segmentation, to be reviewed"
     draw.text((margin, y + 22), note, fill=MUTED_RGB, font=small)
-
-    buf = io.BytesIO()
-    canvas.save(buf, format="PNG", optimize=False, compress_level=6)
-    return buf.getvalue()
+    return canvas
 
 
 def png_to_rgb(png: bytes) -> np.ndarray:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -35,6 +36,9 @@ from .worker import JobOptions, Worker
 
 log = logging.getLogger(__name__)
 
+#: How many failed studies :meth:`Service.queue_snapshot` remembers (the newest).
+MAX_FAILURES = 200
+
 #: Builds the :class:`StudyJobs` (loads the models); replaced in tests.
 JobsFactory = Callable[[Config, Gateway], StudyJobs]
 
@@ -45,8 +49,22 @@ def load_jobs(config: Config, gateway: Gateway) -> StudyJobs:
     from .pipeline import OutputOptions, Pipeline
 
     segmenter = Segmenter.from_models_dir(config.models_dir, config.providers, config.inference_threads)
-    pipeline = Pipeline(segmenter, OutputOptions(config.series_number, config.series_description))
-    return StudyJobs(gateway, pipeline, config.selection, segmenter.model_idents, segmenter.providers)
+    options = OutputOptions(
+        series_number=config.series_number,
+        series_description=config.series_description,
+        preview_series_number=config.preview_series_number,
+        preview_series_description=config.preview_series_description,
+    )
+    pipeline = Pipeline(segmenter, options)
+    return StudyJobs(
+        gateway,
+        pipeline,
+        config.selection,
+        segmenter.model_idents,
+        segmenter.providers,
+        store_preview=config.store_preview,
+        cards=(segmenter.gland.card, segmenter.nodule.card),
+    )
 
 
 class Service:
@@ -63,6 +81,9 @@ class Service:
         self.recovery: dict[str, Any] = {"state": "not run", "examined": 0, "queued": 0}
         self._recovery_thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        #: study id -> {"study", "reason", "updated"} of the last failed job, newest last
+        self._failures: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._failures_lock = threading.Lock()
 
     # -- events ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -124,7 +145,21 @@ class Service:
         jobs = self.jobs
         if jobs is None:
             return None
-        return jobs.run(study_id, should_stop, retry_failed=options.retry_failed, force=options.force)
+        result = jobs.run(study_id, should_stop, retry_failed=options.retry_failed, force=options.force)
+        self._note_outcome(study_id, result)
+        return result
+
+    def _note_outcome(self, study_id: str, result: dict[str, Any] | None) -> None:
+        with self._failures_lock:
+            self._failures.pop(study_id, None)
+            if result is not None and result.get("status") == "failed":
+                self._failures[study_id] = {
+                    "study": study_id,
+                    "reason": str(result.get("reason") or ""),
+                    "updated": result.get("updated"),
+                }
+                while len(self._failures) > MAX_FAILURES:
+                    self._failures.popitem(last=False)
 
     # -- start-up scan ---------------------------------------------------------------------
     def _stopping(self) -> bool:
@@ -194,6 +229,25 @@ class Service:
             "worker": worker.stats() if worker else None,
             "recovery": dict(self.recovery),
         }
+
+    def queue_snapshot(self) -> dict[str, Any]:
+        """Pending, running and (since start-up) failed studies, for ``GET /scintiseg/queue``."""
+        worker = self.worker
+        stats = worker.stats() if worker else {}
+        with self._failures_lock:
+            failed = list(reversed(self._failures.values()))  # newest first
+        return {
+            "state": self.state,
+            "pending": list(stats.get("queued_ids") or []),
+            "running": list(stats.get("running") or []),
+            "failed": failed,
+        }
+
+    @property
+    def cards(self) -> list[Any]:
+        """The loaded models' cards (empty until the models are loaded)."""
+        jobs = self.jobs
+        return list(getattr(jobs, "cards", []) or []) if jobs else []
 
     def wait_idle(self, timeout: float) -> bool:
         worker = self.worker

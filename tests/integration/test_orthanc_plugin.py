@@ -6,7 +6,6 @@ import io
 import json
 import subprocess
 import time
-import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -226,22 +225,3 @@ def test_restart_processes_nothing_twice_and_loses_nothing(new_orthanc: OrthancS
     status = server.get("/scintiseg/status")
     assert status["recovery"]["queued"] == 0 and status["recovery"]["examined"] == 2
     assert "segmented" not in server.log()
-
-
-def test_process_route_answers(orthanc: OrthancServer, thyroid: tuple) -> None:
-    study, _, _ = thyroid
-    sid = orthanc.study_id(study.study_uid)
-
-    def post(path: str, body: bytes = b"") -> tuple[int, dict]:  # type: ignore[type-arg]
-        try:
-            return 200, json.loads(orthanc.request("POST", path, body))
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"{}")
-
-    code, answer = post(f"/scintiseg/studies/{sid}/process", b'{"force": false}')
-    assert answer == {"study": sid, "queued": True, "force": False, "links": {"study": f"/studies/{sid}"}}
-    assert post(f"/scintiseg/studies/{sid}/process", b'{"force": 1}')[0] == 400
-    missing = "0" * 8 + "".join("-" + "0" * 8 for _ in range(4))
-    assert post(f"/scintiseg/studies/{missing}/process")[0] == 404
-    orthanc.wait_idle()
-    assert len(orthanc.series_by_modality(sid or "")["SEG"]) == 1

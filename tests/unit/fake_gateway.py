@@ -9,6 +9,7 @@ result does not.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from collections.abc import Callable
@@ -32,6 +33,13 @@ from scintiseg.nm import NotNMImageError
 
 SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+SC_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
+
+
+def orthanc_like_id(uid: str) -> str:
+    """An identifier shaped like Orthanc's (five groups of 8 hex digits of a SHA-1)."""
+    digest = hashlib.sha1(uid.encode()).hexdigest()
+    return "-".join(digest[i : i + 8] for i in range(0, 40, 8))
 
 
 @dataclass
@@ -66,7 +74,7 @@ class FakeGateway:
 
     def _put(self, data: bytes) -> str:
         ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
-        study = "study-" + str(ds.StudyInstanceUID)[-12:]
+        study = orthanc_like_id(str(ds.StudyInstanceUID))
         iid = "inst-" + str(ds.SOPInstanceUID)[-12:]
         self.instances[iid] = _Instance(
             instance_id=iid,
@@ -82,7 +90,7 @@ class FakeGateway:
         return iid
 
     def study_id(self, ds: Dataset) -> str:
-        return "study-" + str(ds.StudyInstanceUID)[-12:]
+        return orthanc_like_id(str(ds.StudyInstanceUID))
 
     def result(self, study_id: str) -> dict[str, Any] | None:
         return parse_result(self.metadata.get(study_id))
@@ -96,6 +104,10 @@ class FakeGateway:
             raise self.fail_on[name]
 
     # -- Gateway ---------------------------------------------------------------------------
+    def study_exists(self, study_id: str) -> bool:
+        self._call("study_exists")
+        return study_id in self.last_update
+
     def study_series(self, study_id: str) -> list[SeriesInfo]:
         self._call("study_series")
         if study_id not in self.last_update:
@@ -180,6 +192,7 @@ class FakePipeline:
         self.version = version
         self.processed: list[str] = []
         self.fail: dict[str, Exception] = {}  # SOP Instance UID -> exception to raise
+        self.fail_preview: dict[str, Exception] = {}  # same, for the preview picture
 
     def process(self, source: Dataset) -> FakeSegResult:
         uid = str(source.SOPInstanceUID)
@@ -200,6 +213,24 @@ class FakePipeline:
         seg.file_meta.MediaStorageSOPClassUID = UID(SEG_STORAGE)
         seg.file_meta.MediaStorageSOPInstanceUID = seg.SOPInstanceUID
         return FakeSegResult(seg, uid, {"gland_inference_ms": 10.0, "nodule_inference_ms": 5.0, "seg_encode_ms": 1.0})
+
+    def preview(self, source: Dataset, result: FakeSegResult) -> Dataset:
+        """A header-only 'Secondary Capture' per source and model version (modality OT)."""
+        uid = str(source.SOPInstanceUID)
+        if uid in self.fail_preview:
+            raise self.fail_preview[uid]
+        sc = Dataset()
+        sc.SOPClassUID = SC_STORAGE
+        sc.SOPInstanceUID = generate_uid(entropy_srcs=["sc", uid, self.version])
+        sc.SeriesInstanceUID = generate_uid(entropy_srcs=["scseries", str(source.SeriesInstanceUID), self.version])
+        sc.StudyInstanceUID = source.StudyInstanceUID
+        sc.Modality = "OT"
+        sc.SeriesDescription = "ScintiSeg preview"
+        sc.file_meta = pydicom.dataset.FileMetaDataset()
+        sc.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        sc.file_meta.MediaStorageSOPClassUID = UID(SC_STORAGE)
+        sc.file_meta.MediaStorageSOPInstanceUID = sc.SOPInstanceUID
+        return sc
 
 
 def ct_dataset(study_uid: str, n: int = 0) -> Dataset:

@@ -282,3 +282,43 @@ def test_study_status_wording() -> None:
     assert study_status({}) == (SKIPPED, "no image to segment")
     status, reason = study_status({"a": {"status": DONE}, "b": {"status": SKIPPED, "reason": "not NM"}})
     assert status == DONE and reason == "1 image(s) segmented, 1 skipped (not NM)"
+
+
+# ------------------------------------------------------------------ preview pictures
+
+
+def test_preview_is_stored_after_each_seg_and_does_not_loop() -> None:
+    gw, pipe = FakeGateway(), FakePipeline()
+    study, _ = nm_study(gw, images=2)
+    jobs = StudyJobs(gw, pipe, Selection(), MODELS, store_preview=True)
+    result = jobs.run(study)
+    assert result is not None and result["status"] == DONE
+    assert {i.modality for i in gw.instances.values()} == {"NM", "SEG", "OT"}
+    assert gw.count("store_instance") == 4  # a SEG and a picture per image
+    for entry in result["images"].values():
+        assert entry["preview_instance_id"] in gw.instances
+        assert entry["timings_ms"]["preview_ms"] >= 0
+    # the pictures are not NM: the study turning stable again does nothing
+    writes = gw.count("write_result")
+    assert jobs.run(study) == result and gw.count("write_result") == writes
+    assert len(pipe.processed) == 2
+
+
+def test_a_failing_preview_costs_the_picture_not_the_seg(caplog: pytest.LogCaptureFixture) -> None:
+    gw, pipe = FakeGateway(), FakePipeline()
+    study, ids = nm_study(gw)
+    uid = gw.instances[ids[0]].sop_instance_uid
+    pipe.fail_preview[uid] = ValueError("cannot draw")
+    result = StudyJobs(gw, pipe, Selection(), MODELS, store_preview=True).run(study)
+    assert result is not None and result["status"] == DONE
+    entry = result["images"][uid]
+    assert entry["seg_instance_id"] in gw.instances and "preview_instance_id" not in entry
+    assert entry["preview_error"] == "ValueError: cannot draw"
+    assert "preview of instance" in caplog.text
+
+
+def test_no_preview_unless_asked() -> None:
+    gw, pipe = FakeGateway(), FakePipeline()
+    study, _ = nm_study(gw)
+    make_jobs(gw, pipe).run(study)
+    assert {i.modality for i in gw.instances.values()} == {"NM", "SEG"}

@@ -24,9 +24,15 @@ class Output:
         self.body: str | None = None
         self.status: int | None = None
         self.headers: dict[str, str] = {}
+        self.mime = ""
+        self.redirect = ""
+        self.allowed = ""
 
-    def AnswerBuffer(self, body: str, mime: str) -> None:  # noqa: N802  (orthanc's names)
-        self.body, self.status = body, 200
+    def AnswerBuffer(self, body: Any, mime: str) -> None:  # noqa: N802  (orthanc's names)
+        self.body, self.status, self.mime = body, 200, mime
+
+    def Redirect(self, target: str) -> None:  # noqa: N802
+        self.redirect, self.status = target, 301
 
     def SendHttpStatus(self, code: int, body: str, size: int) -> None:  # noqa: N802  (orthanc-python 4.0)
         assert size == len(body.encode())
@@ -36,7 +42,7 @@ class Output:
         self.headers[key] = value
 
     def SendMethodNotAllowed(self, allowed: str) -> None:  # noqa: N802
-        self.status = 405
+        self.status, self.allowed = 405, allowed
 
     def SendHttpStatusCode(self, code: int) -> None:  # noqa: N802
         self.status = code
@@ -52,6 +58,8 @@ def fake_orthanc(config: dict[str, Any]) -> types.ModuleType:
     mod.RegisterOnChangeCallback = lambda cb: mod.callbacks.__setitem__("change", cb)  # type: ignore[attr-defined]
     mod.RegisterRestCallback = lambda uri, cb: mod.routes.__setitem__(uri, cb)  # type: ignore[attr-defined]
     mod.RestApiGet = lambda uri: b"{}"  # type: ignore[attr-defined]
+    mod.explorer = None  # type: ignore[attr-defined]
+    mod.ExtendOrthancExplorer = lambda js: setattr(mod, "explorer", js)  # type: ignore[attr-defined]
     for name in ("LogInfo", "LogWarning", "LogError"):
         setattr(mod, name, lambda msg, _n=name: mod.logs.append((_n, msg)))
     return mod
@@ -83,9 +91,14 @@ def test_bad_configuration_stops_loading_with_a_clear_message(load_plugin: Any) 
 
 
 def test_callbacks_route_events_and_rest(load_plugin: Any, tmp_path: Path) -> None:
-    config = {"UserMetadata": {"ScintiSegResult": 4242}, "ScintiSeg": {"ModelsDirectory": str(tmp_path)}}
+    config = {
+        "UserMetadata": {"ScintiSegResult": 4242},
+        "ScintiSeg": {"ModelsDirectory": str(tmp_path), "OhifDirectory": str(tmp_path / "no-ohif")},
+    }
     plugin, mod = load_plugin(config)
-    assert set(mod.routes) == {"/scintiseg/status", "/scintiseg/studies/([^/]+)/process"}  # type: ignore[attr-defined]
+    routes = mod.routes  # type: ignore[attr-defined]
+    assert set(routes) == {"/scintiseg/status", "/ohif", "/ohif/(.*)", *plugin.rest.ORTHANC_ROUTES}
+    assert mod.explorer and "scintiseg-panel" in mod.explorer  # type: ignore[attr-defined]
     change = mod.callbacks["change"]  # type: ignore[attr-defined]
     change(mod.ChangeType.ORTHANC_STARTED, 4, "")  # type: ignore[attr-defined]
     # no models in tmp_path: the plugin stays off, Orthanc is not disturbed
@@ -93,20 +106,60 @@ def test_callbacks_route_events_and_rest(load_plugin: Any, tmp_path: Path) -> No
     assert any(level == "LogError" and "ScintiSeg is OFF" in msg for level, msg in mod.logs)  # type: ignore[attr-defined]
     change(mod.ChangeType.STABLE_STUDY, 1, STUDY)  # type: ignore[attr-defined]
     out = Output()
-    mod.routes["/scintiseg/status"](out, "/scintiseg/status", method="GET")  # type: ignore[attr-defined]
+    routes["/scintiseg/status"](out, "/scintiseg/status", method="GET")
     status = json.loads(out.body or "{}")
     assert status["state"] == "failed" and "plugin_features" in status
+
+    # the /scintiseg/ API goes through rest.dispatch, whatever route matched
+    api = routes["/scintiseg/studies/([^/]+)/process"]
     out = Output()
-    route = mod.routes["/scintiseg/studies/([^/]+)/process"]  # type: ignore[attr-defined]
-    route(out, "/x", method="POST", groups=["../../system"])
-    assert out.status == 400
+    api(out, "/scintiseg/health", method="GET")
+    assert out.status == 503 and json.loads(out.body or "{}")["state"] == "failed"
+    assert out.headers["Content-Type"] == "application/json"
     out = Output()
-    route(out, "/x", method="POST", groups=[STUDY], body=b'{"force": "yes"}')
+    api(out, "/scintiseg/studies/../../system/process", method="POST", groups=["../../system"])
+    assert out.status == 404
+    out = Output()
+    api(out, f"/scintiseg/studies/{STUDY}/process", method="POST", groups=[STUDY], body=b'{"force": "yes"}')
     assert out.status == 400 and "force" in json.loads(out.body or "{}")["error"]
     out = Output()
-    route(out, "/x", method="POST", groups=[STUDY], body=b"")
+    api(out, f"/scintiseg/studies/{STUDY}/process", method="POST", groups=[STUDY], body=b"")
     assert out.status == 503, "models not loaded: nothing queued"
     out = Output()
-    route(out, "/x", method="GET", groups=["a"])
-    assert out.status == 405
+    api(out, f"/scintiseg/studies/{STUDY}/process", method="GET", groups=[STUDY])
+    assert out.status == 405 and out.allowed == "POST"
+    out = Output()
+    api(out, "/scintiseg/models", method="GET")
+    assert out.status == 200 and json.loads(out.body or "{}") == {"models": []}
+
+    # OHIF: the site from OhifDirectory (here: not installed -> 503 with the fix), /ohif redirects
+    out = Output()
+    routes["/ohif/(.*)"](out, "/ohif/viewer", method="GET", groups=["viewer"])
+    assert out.status == 503 and "setup-ohif" in (out.body or "")
+    out = Output()
+    routes["/ohif"](out, "/ohif", method="GET")
+    assert out.redirect == "/ohif/"
     change(mod.ChangeType.ORTHANC_STOPPED, 4, "")  # type: ignore[attr-defined]
+
+
+def test_ohif_files_served_from_the_configured_folder(load_plugin: Any, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("<html>OHIF</html>")
+    (site / "app.0123456789abcdef0123.js").write_text("console.log(1)")
+    config = {
+        "UserMetadata": {"ScintiSegResult": 4242},
+        "ScintiSeg": {"ModelsDirectory": str(tmp_path), "OhifDirectory": str(site)},
+    }
+    _, mod = load_plugin(config)
+    route = mod.routes["/ohif/(.*)"]  # type: ignore[attr-defined]
+    out = Output()
+    route(out, "/ohif/viewer", method="GET", groups=["viewer"])
+    assert out.status == 200 and out.body == b"<html>OHIF</html>" and out.headers["Cache-Control"] == "no-cache"
+    out = Output()
+    route(out, "/ohif/app.0123456789abcdef0123.js", method="GET", groups=["app.0123456789abcdef0123.js"])
+    assert out.status == 200 and out.mime.startswith("application/javascript")
+    assert "immutable" in out.headers["Cache-Control"]
+    out = Output()
+    route(out, "/ohif/missing.js", method="GET", groups=["missing.js"])
+    assert out.status == 404

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
+from openapi_check import check_against_spec, deref, load_spec
 from openapi_schema_validator import OAS30Validator
 
 from scintiseg import rest
@@ -18,7 +18,6 @@ from scintiseg.gateway import NotFoundError
 from scintiseg.measurements import measure_frame
 from scintiseg.synthetic import generate_scan
 
-OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 DONE_ID = "11111111-22222222-33333333-44444444-55555555"
 NEW_ID = "aaaaaaaa-bbbbbbbb-cccccccc-dddddddd-eeeeeeee"
 UNKNOWN_ID = "99999999-99999999-99999999-99999999-99999999"
@@ -124,44 +123,7 @@ class FakeBackend:
 
 @pytest.fixture(scope="module")
 def spec() -> dict[str, Any]:
-    return yaml.safe_load(OPENAPI.read_text(encoding="utf-8"))
-
-
-def deref(spec: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
-    while "$ref" in node:
-        target: Any = spec
-        for part in node["$ref"].lstrip("#/").split("/"):
-            target = target[part]
-        node = target
-    return node
-
-
-def spec_path(spec: dict[str, Any], path: str) -> str:
-    """The OpenAPI path template matching a concrete path."""
-    for template in spec["paths"]:
-        pattern = re.sub(r"\{[^}]+\}", "[^/]+", re.escape(template).replace(r"\{", "{").replace(r"\}", "}"))
-        if re.fullmatch(pattern, path):
-            return template
-    raise AssertionError(f"{path} is not in docs/openapi.yaml")
-
-
-def check_against_spec(spec: dict[str, Any], method: str, path: str, answer: rest.Response) -> None:
-    """The answer's status is documented for the route and its body fits the schema."""
-    operation = spec["paths"][spec_path(spec, path)].get(method.lower())
-    if operation is None:
-        assert answer.status == 405
-        return
-    documented = operation["responses"]
-    assert str(answer.status) in documented, f"{method} {path}: {answer.status} not documented"
-    response = deref(spec, documented[str(answer.status)])
-    content = response.get("content")
-    if content is None:
-        return
-    assert answer.content_type in content, f"{answer.content_type} not in {list(content)}"
-    if answer.content_type == "application/json":
-        schema = deref(spec, content["application/json"]["schema"])
-        validator = OAS30Validator({**schema, "components": spec["components"]})
-        validator.validate(json.loads(answer.body))
+    return load_spec()
 
 
 def call(backend: FakeBackend, spec: dict[str, Any], method: str, path: str,

@@ -1,0 +1,73 @@
+"""The REST API's backend on the running plugin: :class:`scintiseg.rest.Backend` for real.
+
+:class:`PluginBackend` answers the routes of :mod:`scintiseg.rest` from the
+:class:`~scintiseg.service.Service` (models, queue, failures) and the
+:class:`~scintiseg.gateway.Gateway` (studies, their recorded result, the NM
+and SEG files that the preview is drawn from). Like the rest of the package
+it does not import ``orthanc``: the entry script builds it with the
+:class:`~scintiseg.gateway.OrthancGateway`, the unit tests with a fake store.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import Any
+
+import pydicom
+
+from .gateway import Gateway
+from .rest import model_info
+from .service import Service
+
+log = logging.getLogger(__name__)
+
+
+class PluginBackend:
+    """What the ``/scintiseg/`` routes read and do, on the service and the store."""
+
+    def __init__(self, service: Service, gateway: Gateway, colormap: str = "grey") -> None:
+        self.service = service
+        self.gateway = gateway
+        self.colormap = colormap
+
+    def study_exists(self, study_id: str) -> bool:
+        return self.gateway.study_exists(study_id)
+
+    def get_study_result(self, study_id: str) -> dict[str, Any] | None:
+        return self.gateway.study_metadata(study_id).result
+
+    def render_preview(self, study_id: str) -> bytes | None:
+        """One picture per segmented image of the study, one above the other.
+
+        Drawn from the stored NM image and its stored SEG, so it shows exactly
+        what a viewer would overlay; ``None`` when no image has a SEG yet.
+        """
+        from .preview import preview_from_seg, stack_pngs
+
+        result = self.get_study_result(study_id) or {}
+        entries = [
+            e
+            for e in (result.get("images") or {}).values()
+            if isinstance(e, dict) and e.get("status") == "done" and e.get("seg_instance_id")
+        ]
+        pngs = []
+        for entry in sorted(entries, key=lambda e: str(e.get("source_instance_id"))):
+            source = pydicom.dcmread(io.BytesIO(self.gateway.instance_file(str(entry["source_instance_id"]))))
+            seg = pydicom.dcmread(io.BytesIO(self.gateway.instance_file(str(entry["seg_instance_id"]))))
+            pngs.append(preview_from_seg(source, seg, colormap=self.colormap))
+        return stack_pngs(pngs) if pngs else None
+
+    def list_models(self) -> list[dict[str, Any]]:
+        return [model_info(card) for card in self.service.cards]
+
+    def queue_snapshot(self) -> dict[str, Any]:
+        return self.service.queue_snapshot()
+
+    def enqueue(self, study_id: str, force: bool) -> bool:
+        # an explicit request also retries the images whose last run failed
+        return self.service.submit(study_id, retry_failed=True, force=force)
+
+    def health(self) -> dict[str, Any]:
+        status = self.service.status()
+        return {key: status.get(key) for key in ("state", "error", "models", "providers", "software")}
