@@ -148,8 +148,10 @@ def ohif_site(output: Any, uri: str, **request: Any) -> None:
 
 
 def ohif_root(output: Any, uri: str, **request: Any) -> None:
-    """``/ohif``: to the site's root, where its relative URLs resolve."""
-    output.Redirect(ohif.PREFIX)
+    """``/ohif`` and ``/ohif/`` (Orthanc routes both here: it drops the trailing slash
+    before matching, so a redirect to ``/ohif/`` would loop): the viewer's page, whose
+    URLs are absolute under ``/ohif/``."""
+    ohif_site(output, uri, **{**request, "groups": [""]})
 
 
 orthanc.RegisterOnChangeCallback(on_change)

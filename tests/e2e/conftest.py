@@ -37,8 +37,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         harness.stop()
 
 
-@pytest.fixture(scope="module")
-def processed_study(server: Server, tmp_path_factory: pytest.TempPathFactory) -> ProcessedStudy:
+def send_and_wait(server: Server, folder: Path, seed: int, frames: int = 1) -> ProcessedStudy:
     """A synthetic thyroid study with cold nodules, sent to the server and segmented."""
     for path, what in (("/ohif/", "the OHIF viewer at /ohif/"), ("/dicom-web/studies", "DICOMweb")):
         if server.status(path) != 200:
@@ -46,7 +45,7 @@ def processed_study(server: Server, tmp_path_factory: pytest.TempPathFactory) ->
                 f"the server does not serve {what} (GET {path} -> {server.status(path)}): "
                 "the plugin must register the /ohif/ route and load the DICOMweb plugin"
             )
-    study = make_study(tmp_path_factory.mktemp("e2e-study"), seed=4242, kind="cold_nodules")
+    study = make_study(folder, seed=seed, frames=frames, kind="cold_nodules")
     if server.harness is not None:
         server.harness.storescu(study.files)
     else:
@@ -57,3 +56,15 @@ def processed_study(server: Server, tmp_path_factory: pytest.TempPathFactory) ->
     study_id = server.study_id(study.study_uid)
     assert study_id is not None
     return ProcessedStudy(study.study_uid, study_id, result)
+
+
+@pytest.fixture(scope="module")
+def processed_study(server: Server, tmp_path_factory: pytest.TempPathFactory) -> ProcessedStudy:
+    """A single-frame NM thyroid study, segmented."""
+    return send_and_wait(server, tmp_path_factory.mktemp("e2e-study"), seed=4242)
+
+
+@pytest.fixture(scope="module")
+def processed_multiframe(server: Server, tmp_path_factory: pytest.TempPathFactory) -> ProcessedStudy:
+    """A two-frame NM thyroid study (one image, two frames), segmented."""
+    return send_and_wait(server, tmp_path_factory.mktemp("e2e-multiframe"), seed=4343, frames=2)
