@@ -8,7 +8,7 @@ PY    := $(VENV)/bin/python
 SYSTEM_PYTHON := /usr/bin/python3
 APT_PACKAGES := orthanc orthanc-python orthanc-dicomweb dcmtk dicom3tools python3-venv
 
-.PHONY: setup apt venv run test lint unit integration bench clean
+.PHONY: setup apt venv ohif e2e-setup run test lint unit integration e2e bench clean
 
 setup: apt venv
 
@@ -29,7 +29,16 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	@touch $@
 
-run: setup
+# The OHIF viewer (npm package @ohif/app, pinned), served by the plugin at /ohif/.
+ohif:
+	@command -v npm >/dev/null || $(MAKE) apt APT_PACKAGES="nodejs npm"
+	./scripts/setup-ohif.sh
+
+# Chromium, playwright-core and OHIF for the browser tests.
+e2e-setup:
+	./scripts/setup-e2e.sh
+
+run: setup ohif
 	./scripts/run-orthanc.sh
 
 lint: venv
@@ -42,8 +51,12 @@ unit: venv
 integration: setup
 	$(VENV)/bin/pytest -q tests/integration
 
-test: setup lint
-	$(VENV)/bin/pytest -q tests
+# SCINTISEG_E2E_REQUIRED=1: a browser test that cannot run fails instead of skipping.
+e2e: setup e2e-setup
+	SCINTISEG_E2E_REQUIRED=1 $(VENV)/bin/pytest -q tests/e2e
+
+test: setup e2e-setup lint
+	SCINTISEG_E2E_REQUIRED=1 $(VENV)/bin/pytest -q tests
 
 bench: setup
 	$(PY) bench/bench_pipeline.py
