@@ -6,8 +6,12 @@ environment's packages importable, validates the ``ScintiSeg`` configuration
 callbacks and hands everything else to :mod:`scintiseg.service`:
 
 * ``ORTHANC_STARTED``: load the models, start the worker, scan for unfinished work;
-* ``STABLE_STUDY``: queue the study (the callback does nothing else: all change
-  callbacks share one thread in orthanc-python);
+* ``NEW_INSTANCE``: note the arrival for the stability tracker
+  (:mod:`scintiseg.stability`, ``TrackStability``), which queues a study
+  StableAge seconds after its last instance;
+* ``STABLE_STUDY``: queue the study (Orthanc's own, whole-second stability: the
+  authority and the backstop). These callbacks do nothing else: all change
+  callbacks share one thread in orthanc-python;
 * ``ORTHANC_STOPPED``: stop the worker.
 
 HTTP routes (Orthanc REST callbacks, so Orthanc's authentication applies):
@@ -90,7 +94,9 @@ def on_change(change_type: int, level: int, resource_id: str) -> None:
     try:
         if threading.current_thread().name.startswith("Dummy"):
             threading.current_thread().name = "orthanc-changes"  # for the log lines
-        if change_type == orthanc.ChangeType.STABLE_STUDY:
+        if change_type == orthanc.ChangeType.NEW_INSTANCE:
+            SERVICE.new_instance(resource_id)
+        elif change_type == orthanc.ChangeType.STABLE_STUDY:
             SERVICE.submit(resource_id)
         elif change_type == orthanc.ChangeType.ORTHANC_STARTED:
             SERVICE.start()

@@ -16,6 +16,7 @@ checks that ``orthanc.json`` parses here).
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import re
@@ -46,6 +47,7 @@ DEFAULTS: dict[str, Any] = {
     "PreviewSeriesNumber": 9902,
     "PreviewSeriesDescription": "ScintiSeg preview",
     "OhifDirectory": "build/ohif/site",
+    "TrackStability": True,
     "ResultMetadata": "ScintiSegResult",
     "RecoveryScanMaxStudies": 100000,
     "RecoveryScanPageSize": 200,
@@ -98,11 +100,14 @@ class Config:
     preview_series_number: int
     preview_series_description: str
     ohif_dir: Path
+    track_stability: bool
     result_metadata: str
     recovery_max_studies: int
     recovery_page_size: int
     stop_timeout_s: float
     log_level: str
+    #: Orthanc's ``StableAge`` (seconds), read from Orthanc's own configuration
+    stable_age_s: float = 60.0
 
 
 def app_root() -> Path:
@@ -260,6 +265,10 @@ def parse_section(
     if not ohif_dir.is_absolute():
         ohif_dir = root / ohif_dir
 
+    track = _option(section, "TrackStability")
+    if not isinstance(track, bool):
+        raise ConfigError(f"{SECTION}.TrackStability must be true or false, got {track!r}")
+
     metadata = _option(section, "ResultMetadata")
     if not isinstance(metadata, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", metadata):
         raise ConfigError(f"{SECTION}.ResultMetadata must be a metadata name, got {metadata!r}")
@@ -290,6 +299,7 @@ def parse_section(
         preview_series_number=_int(section, "PreviewSeriesNumber", 1, 2**31 - 1),
         preview_series_description=preview_description,
         ohif_dir=ohif_dir,
+        track_stability=track,
         result_metadata=metadata,
         recovery_max_studies=_int(section, "RecoveryScanMaxStudies", 0, 10**9),
         recovery_page_size=_int(section, "RecoveryScanPageSize", 1, 10000),
@@ -309,6 +319,10 @@ def load_config(
     refuses to store undeclared metadata), so that is checked here too.
     """
     config = parse_section(orthanc_config.get(SECTION), root=root, environ=environ)
+    stable_age = orthanc_config.get("StableAge", 60)
+    if isinstance(stable_age, bool) or not isinstance(stable_age, int | float) or stable_age < 0:
+        raise ConfigError(f'Orthanc\'s "StableAge" must be a number of seconds, got {stable_age!r}')
+    config = dataclasses.replace(config, stable_age_s=float(stable_age))
     declared = orthanc_config.get("UserMetadata") or {}
     index = declared.get(config.result_metadata) if isinstance(declared, Mapping) else None
     if isinstance(index, bool) or not isinstance(index, int) or not 1024 <= index <= 65535:

@@ -87,6 +87,10 @@ class Gateway(Protocol):
         """The series of a study with their modality and description."""
         ...
 
+    def instance_study(self, instance_id: str) -> str:
+        """The id of the study an instance belongs to."""
+        ...
+
     def series_instances(self, series_id: str) -> list[InstanceInfo]:
         """The instances of a series with their SOP Instance UID and SOP Class UID."""
         ...
@@ -162,6 +166,9 @@ class OrthancGateway:
         except NotFoundError:
             return False
         return True
+
+    def instance_study(self, instance_id: str) -> str:
+        return str(self._get_json(f"/instances/{instance_id}/study")["ID"])
 
     def study_series(self, study_id: str) -> list[SeriesInfo]:
         out = []

@@ -166,6 +166,8 @@ class StudyJobs:
         self.store_preview = store_preview
         #: the loaded models' cards (:class:`scintiseg.modelcard.ModelCard`), for the REST API
         self.cards = list(cards)
+        #: told the id of every instance the jobs store (SEG, preview), e.g. to ignore its arrival
+        self.on_stored: Callable[[str], object] | None = None
         #: how many images went through the pipeline (models) since start-up
         self.pipeline_runs = 0
         self._count_lock = threading.Lock()
@@ -325,6 +327,7 @@ class StudyJobs:
             t = time.perf_counter()
             stored = self.gateway.store_instance(buf.getvalue())
             timings["store_ms"] = _ms(t)
+            self._stored(stored.instance_id)
         except NotNMImageError as exc:
             return {**base, "status": SKIPPED, "reason": str(exc)}
         except UnreadableImageError as exc:
@@ -374,6 +377,7 @@ class StudyJobs:
             buf = io.BytesIO()
             pydicom.dcmwrite(buf, picture, enforce_file_format=True)
             stored = self.gateway.store_instance(buf.getvalue())
+            self._stored(stored.instance_id)
         except NotFoundError:
             raise
         except Exception as exc:
@@ -382,6 +386,13 @@ class StudyJobs:
         finally:
             timings["preview_ms"] = _ms(t)
         return {"preview_instance_id": stored.instance_id}
+
+    def _stored(self, instance_id: str) -> None:
+        if self.on_stored is not None:
+            try:
+                self.on_stored(instance_id)
+            except Exception:  # a bookkeeping hook must not fail the image
+                log.exception("on_stored hook failed for instance %s", instance_id)
 
     # -- recording -------------------------------------------------------------------------
     def _settle(self, state: _JobState, status: str, reason: str) -> dict[str, Any] | None:

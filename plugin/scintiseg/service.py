@@ -32,6 +32,7 @@ from . import __version__
 from .config import Config
 from .gateway import Gateway, GatewayError
 from .jobs import StudyJobs, needs_work
+from .stability import StabilityTracker
 from .worker import JobOptions, Worker
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,8 @@ class Service:
         #: study id -> {"study", "reason", "updated"} of the last failed job, newest last
         self._failures: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._failures_lock = threading.Lock()
+        #: hands studies on StableAge after their last instance (``TrackStability``)
+        self.tracker: StabilityTracker | None = None
 
     # -- events ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -105,6 +108,12 @@ class Service:
                 return
             self.worker = Worker(self._handle, self.config.worker_threads)
             self.worker.start()
+            if self.config.track_stability:
+                self.tracker = StabilityTracker(
+                    self.gateway.instance_study, self.submit, self.config.stable_age_s
+                )
+                self.jobs.on_stored = self.tracker.ignore
+                self.tracker.start()
             self.state = "running"
             log.info(
                 "ScintiSeg %s ready in %.1f s: models %s; execution providers %s; %d worker thread(s)",
@@ -129,11 +138,20 @@ class Service:
             return False
         return worker.submit(study_id, JobOptions(retry_failed=retry_failed, force=force))
 
+    def new_instance(self, instance_id: str) -> None:
+        """An instance arrived (``NEW_INSTANCE``): note it, nothing more (no I/O)."""
+        tracker = self.tracker
+        if tracker is not None:
+            tracker.new_instance(instance_id)
+
     def stop(self) -> None:
         with self._lock:
             worker, self.worker = self.worker, None
+            tracker, self.tracker = self.tracker, None
             if self.state == "running":
                 self.state = "stopped"
+        if tracker is not None:
+            tracker.stop()
         if worker is not None:
             worker.stop(self.config.stop_timeout_s)
         if self._recovery_thread is not None:
@@ -227,6 +245,11 @@ class Service:
             "models_dir": str(self.config.models_dir),
             "pipeline_runs": jobs.pipeline_runs if jobs else 0,
             "worker": worker.stats() if worker else None,
+            "stability_tracker": (
+                {"stable_age_s": self.tracker.stable_age, "waiting": self.tracker.pending(),
+                 "handed_on": self.tracker.handed_on}
+                if self.tracker else None
+            ),
             "recovery": dict(self.recovery),
         }
 

@@ -108,6 +108,12 @@ class FakeGateway:
         self._call("study_exists")
         return study_id in self.last_update
 
+    def instance_study(self, instance_id: str) -> str:
+        self._call("instance_study")
+        if instance_id not in self.instances:
+            raise NotFoundError(instance_id)
+        return self.study_of[instance_id]
+
     def study_series(self, study_id: str) -> list[SeriesInfo]:
         self._call("study_series")
         if study_id not in self.last_update:

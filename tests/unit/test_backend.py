@@ -140,3 +140,33 @@ def test_not_running_is_503(fake_models_dir: Path, spec: dict[str, Any]) -> None
     assert call(backend, spec, "GET", "/scintiseg/models")[1] == {"models": []}
     study = nm_study(gateway, 6)
     assert call(backend, spec, "POST", f"/scintiseg/studies/{study}/process")[0].status == 503
+
+
+def test_new_instances_are_processed_stable_age_after_the_last(fake_models_dir: Path) -> None:
+    """NEW_INSTANCE -> tracker -> worker, without Orthanc's STABLE_STUDY; our SEG is ignored."""
+    import dataclasses
+    import time
+
+    config = parse_section({"RecoveryScanMaxStudies": 0}, environ={"SCINTISEG_MODELS": str(fake_models_dir)})
+    config = dataclasses.replace(config, stable_age_s=0.3)
+    gateway = FakeGateway()
+    service = Service(config, gateway)
+    service.start()
+    try:
+        study = nm_study(gateway, 7)
+        (nm_id,) = list(gateway.instances)
+        t0 = time.monotonic()
+        service.new_instance(nm_id)
+        while gateway.result(study) is None and time.monotonic() - t0 < 20:
+            time.sleep(0.02)
+        assert time.monotonic() - t0 >= 0.3
+        assert service.wait_idle(20)
+        result = gateway.result(study)
+        assert result is not None and result["status"] == "done"
+        for seg_id in result["seg_instance_ids"]:
+            service.new_instance(seg_id)  # Orthanc announces our own SEG too
+        time.sleep(0.6)
+        assert service.tracker is not None and service.tracker.handed_on == 1
+        assert service.status()["stability_tracker"]["waiting"] == 0
+    finally:
+        service.stop()

@@ -53,7 +53,7 @@ def fake_orthanc(config: dict[str, Any]) -> types.ModuleType:
     mod.callbacks = {}  # type: ignore[attr-defined]
     mod.routes = {}  # type: ignore[attr-defined]
     mod.logs = []  # type: ignore[attr-defined]
-    mod.ChangeType = types.SimpleNamespace(STABLE_STUDY=8, ORTHANC_STARTED=10, ORTHANC_STOPPED=11)  # type: ignore[attr-defined]
+    mod.ChangeType = types.SimpleNamespace(NEW_INSTANCE=2, STABLE_STUDY=8, ORTHANC_STARTED=10, ORTHANC_STOPPED=11)  # type: ignore[attr-defined]
     mod.GetConfiguration = lambda: json.dumps(config)  # type: ignore[attr-defined]
     mod.RegisterOnChangeCallback = lambda cb: mod.callbacks.__setitem__("change", cb)  # type: ignore[attr-defined]
     mod.RegisterRestCallback = lambda uri, cb: mod.routes.__setitem__(uri, cb)  # type: ignore[attr-defined]
