@@ -125,8 +125,10 @@ def _upscale_mask(mask: np.ndarray, scale: int) -> np.ndarray:
     """Mask at ``scale`` times the size, with smooth (not staircase) borders."""
     if scale == 1 or not mask.any():
         return np.kron(mask, np.ones((scale, scale), dtype=bool))
-    big = ndimage.zoom(mask.astype(np.float32), scale, order=1, grid_mode=True, mode="nearest")
-    return big > 0.5
+    rows, cols = mask.shape
+    small = Image.fromarray(mask.astype(np.uint8) * 255, mode="L")
+    big = small.resize((cols * scale, rows * scale), Image.Resampling.BILINEAR)  # pixel-centre aligned
+    return np.asarray(big) > 127
 
 
 def _nodule_labels(nodules: np.ndarray) -> list[tuple[int, float, float, float]]:
