@@ -1,13 +1,17 @@
 # ScintiSeg production image: the official Orthanc Team image + the ScintiSeg plugin.
 #
-# Base image: orthancteam/orthanc, pinned. The 26.x line is the first to ship
-# Orthanc >= 1.12.11, which has the 2026 security fixes that Debian 12's
-# Orthanc 1.10.1 (used by `make run`, loopback only) lacks; it also ships the
-# Python plugin and the Python interpreter that plugin embeds. Bump the tag on
-# purpose, never float it (`latest`); check a new tag with
-#   docker run --rm orthancteam/orthanc:<tag> Orthanc --version
-# and pin it by digest (FROM orthancteam/orthanc:<tag>@sha256:...) for releases.
-FROM orthancteam/orthanc:26.1.0
+# Base image: orthancteam/orthanc, pinned. Its tags are year.month.patch; the
+# 2026 security fixes (CVE-2026-5437 to 5445) were published on 2026-04-09 with
+# Orthanc 1.12.11, so a 26.1.x image still carries the vulnerable 1.12.10 and
+# the first candidates are 26.4.x. 26.4.2 is the tag that projects tested
+# against Orthanc 1.12.11 and Python plugin 7.0 build on (pyorthanc's test image
+# since May 2026). No Docker engine runs where this project is developed, so
+# the tag's Orthanc version is checked before a release with
+#   docker run --rm orthancteam/orthanc:26.4.2 Orthanc --version     # must print >= 1.12.11
+# and the release pins the digest (FROM orthancteam/orthanc:26.4.2@sha256:...).
+# Bump the tag on purpose, never float it (`latest`). The image ships the
+# Python plugin and the Python interpreter that plugin embeds.
+FROM orthancteam/orthanc:26.4.2
 
 # The plugin's packages go in a venv made from the image's own python3, the
 # interpreter the Python plugin embeds (same minor version, same ABI).

@@ -73,6 +73,9 @@ def test_image_is_pinned_official_orthanc() -> None:
     image, _, tag = base.partition(":")
     assert image == "orthancteam/orthanc"
     assert re.match(r"^\d+\.\d+\.\d+", tag), f"pin a release tag, not {tag!r}"
+    # year.month tags: the CVE-2026-5437..5445 fixes (Orthanc 1.12.11) came out in April 2026
+    year, month = (int(v) for v in tag.split(".")[:2])
+    assert (year, month) >= (26, 4), f"{tag} predates Orthanc 1.12.11 (April 2026)"
 
 
 def test_image_loads_orthanc_json_and_the_plugin() -> None:
