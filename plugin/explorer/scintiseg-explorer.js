@@ -40,8 +40,8 @@
       var f = frames[i];
       var prefix = frames.length > 1 ? 'Frame ' + f.frame + ': ' : '';
       var area = f.gland_area_mm2 !== null ? fmt(f.gland_area_mm2, 'mm\u00b2') : fmt(f.gland_pixels, 'px');
-      lines.push(prefix + 'gland ' + area + ', right/left ' + fmt(f.right_lobe_share_pct) +
-                 '/' + fmt(f.left_lobe_share_pct) + ' %');
+      lines.push(prefix + 'gland ' + area + ', ' + fmt(f.gland_counts, 'counts') + ', right/left ' +
+                 fmt(f.right_lobe_share_pct) + '/' + fmt(f.left_lobe_share_pct) + ' %');
       var nodules = f.nodules || [];
       if (!nodules.length) {
         lines.push(prefix + 'no cold nodule');

@@ -105,3 +105,29 @@ def test_multiframe_seg_overlay_in_ohif(server: Server, processed_multiframe: Pr
     assert near(image, list(GLAND_RGB)).sum() > 300
     if os.environ.get("SCINTISEG_SAVE_MULTIFRAME"):
         shutil.copyfile(shot, ROOT / os.environ["SCINTISEG_SAVE_MULTIFRAME"])
+
+
+def test_explorer_study_page_shows_the_scintiseg_panel(
+    server: Server, processed_study: ProcessedStudy, tmp_path: Path
+) -> None:
+    shot = tmp_path / "explorer.png"
+    url = f"{server.url}/app/explorer.html#study?uuid={processed_study.study_id}"
+    proc = subprocess.run(
+        ["node", str(E2E / "explorer_panel.mjs"), "--url", url, "--out", str(shot), "--chromium", CHROMIUM],
+        capture_output=True, text=True, timeout=120, cwd=E2E, check=False,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"no report from the browser script:\n{proc.stdout}\n{proc.stderr}"
+    report = json.loads(lines[-1])
+    assert report["ok"], json.dumps(report, indent=2)
+    text = "\n".join(report["state"]["lines"])
+    assert "Status: done" in text and "gland" in text and "mm\u00b2" in text, text
+    assert "Models: scintiseg-gland@" in text, text
+    links = {link["text"]: link["href"] for link in report["state"]["links"]}
+    assert links["Preview (PNG)"].endswith(f"/scintiseg/studies/{processed_study.study_id}/preview.png")
+    assert links["Open in OHIF viewer"].endswith(f"/ohif/viewer?StudyInstanceUIDs={processed_study.study_uid}")
+    # the links work
+    assert server.status(links["Preview (PNG)"].replace(server.url, "")) == 200
+    assert server.status(links["Open in OHIF viewer"].replace(server.url, "")) == 200
+    if os.environ.get("SCINTISEG_SAVE_EXPLORER"):
+        shutil.copyfile(shot, ROOT / os.environ["SCINTISEG_SAVE_EXPLORER"])
