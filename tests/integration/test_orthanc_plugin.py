@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from dicom_tools import dciodvfy_errors
 from orthanc_harness import (
     STABLE_AGE,
     OrthancServer,
@@ -80,8 +80,7 @@ def test_stored_seg_passes_dciodvfy(orthanc: OrthancServer, thyroid: tuple, tmp_
     _, _, result = thyroid
     path = tmp_path / "seg.dcm"
     path.write_bytes(orthanc.request("GET", f"/instances/{result['seg_instance_ids'][0]}/file"))
-    proc = subprocess.run([exe, "-new", str(path)], capture_output=True, text=True, timeout=60, check=False)
-    errors = [line for line in (proc.stdout + proc.stderr).splitlines() if "Error" in line]
+    errors = dciodvfy_errors(path, "-new")
     assert errors == [], "\n".join(errors)
 
 

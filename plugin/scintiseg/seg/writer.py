@@ -85,19 +85,15 @@ import highdicom as hd
 import numpy as np
 from pydicom import Dataset
 from pydicom.dataelem import DataElement
-from pydicom.dataset import FileMetaDataset
 from pydicom.pixels import pack_bits
 from pydicom.tag import BaseTag, Tag
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian
 from pydicom.valuerep import DA, TM, DSfloat
 
 from .. import __version__
+from ..dicomutil import copy_patient_and_study, file_meta
 from ..nm import NM_IMAGE_STORAGE, NotNMImageError, is_nm_image, pixel_spacing_mm
 from ..uids import deterministic_uid
 from .content import (
-    PATIENT_ATTRIBUTES,
-    REQUIRED_EMPTY_ATTRIBUTES,
-    STUDY_ATTRIBUTES,
     Code,
     SegmentSpec,
 )
@@ -314,15 +310,6 @@ def _is_multiframe_iod(source: Dataset) -> bool:
     return str(source.get("SOPClassUID", "")) == NM_IMAGE_STORAGE or "NumberOfFrames" in source
 
 
-def _copy_patient_and_study(seg: Dataset, source: Dataset) -> None:
-    for keyword in (*PATIENT_ATTRIBUTES, *STUDY_ATTRIBUTES):
-        if keyword in source:
-            seg.add(copy.deepcopy(source[keyword]))
-    for keyword in REQUIRED_EMPTY_ATTRIBUTES:
-        if keyword not in seg:
-            setattr(seg, keyword, None)
-
-
 _TEXT_VRS = frozenset({"PN", "LO", "SH", "ST", "LT", "UT", "UC"})
 
 
@@ -485,7 +472,7 @@ def build_seg(
     seg.SOPInstanceUID = sop_instance_uid
 
     # Patient, Clinical Trial Subject, General Study, Patient Study, Clinical Trial Study
-    _copy_patient_and_study(seg, source)
+    copy_patient_and_study(seg, source)
 
     # General Series + Segmentation Series
     seg.Modality = "SEG"
@@ -590,10 +577,5 @@ def build_seg(
     if charset:
         seg.SpecificCharacterSet = charset
 
-    seg.file_meta = FileMetaDataset()
-    seg.file_meta.MediaStorageSOPClassUID = UID(SEGMENTATION_STORAGE)
-    seg.file_meta.MediaStorageSOPInstanceUID = UID(sop_instance_uid)
-    seg.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    seg.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    seg.file_meta.ImplementationVersionName = f"SCINTISEG_{__version__}"[:16]
+    seg.file_meta = file_meta(SEGMENTATION_STORAGE, sop_instance_uid)
     return seg

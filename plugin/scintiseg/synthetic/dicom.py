@@ -13,11 +13,11 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import Tag
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian
 
+from ..dicomutil import file_meta
 from ..uids import deterministic_uid
 from .acquisition import ISOTOPE_SPECS
 from .scan import Scan
@@ -78,13 +78,8 @@ def scan_to_dataset(
     acq_date, acq_time = str(p["acquisition_date"]), str(p["acquisition_time"])
     n_frames = len(frames)
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPInstanceUID = UID(sop_uid)
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.MediaStorageSOPClassUID = UID(NM_IMAGE_STORAGE)
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     ds = Dataset()
-    ds.file_meta = meta
+    ds.file_meta = file_meta(NM_IMAGE_STORAGE, sop_uid)
 
     # SOP Common
     ds.SpecificCharacterSet = "ISO_IR 100"
