@@ -13,6 +13,7 @@ import (``from orthanc_harness import ...``).
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import io
 import json
@@ -94,6 +95,10 @@ class OrthancServer:
     dicom_port: int = 0
     process: subprocess.Popen[bytes] | None = None
     runs: int = 0
+    #: Orthanc options added to (or replacing) those of orthanc.json
+    extra_config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: HTTP Basic credentials the harness sends (when the test enables authentication)
+    auth: tuple[str, str] | None = None
 
     @property
     def url(self) -> str:
@@ -112,6 +117,7 @@ class OrthancServer:
         self.data.mkdir(parents=True, exist_ok=True)
         config = json.loads(strip_json_comments((ROOT / "orthanc.json").read_text()))
         config["StableAge"] = self.stable_age
+        config.update(self.extra_config)
         (self.data / "test-orthanc.json").write_text(json.dumps(config, indent=2))
         env = {
             **os.environ,
@@ -168,6 +174,9 @@ class OrthancServer:
     # -- REST ------------------------------------------------------------------------------
     def request(self, method: str, path: str, body: bytes | None = None) -> bytes:
         req = urllib.request.Request(self.url + path, data=body, method=method)
+        if self.auth is not None:
+            token = base64.b64encode(f"{self.auth[0]}:{self.auth[1]}".encode()).decode()
+            req.add_header("Authorization", f"Basic {token}")
         with urllib.request.urlopen(req, timeout=30) as answer:
             return bytes(answer.read())
 
