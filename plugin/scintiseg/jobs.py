@@ -58,8 +58,12 @@ UNFINISHED = (PENDING, PROCESSING)
 
 StopFlag = Callable[[], bool]
 
-#: Timings (ms) that are the plugin's own I/O with Orthanc, as opposed to the pipeline.
+#: Per-image timings (ms) of the plugin's work outside the offline pipeline: reading the
+#: image from Orthanc and decoding it, serialising and storing the SEG.
 PLUGIN_IO_TIMINGS = ("fetch_ms", "parse_ms", "seg_write_ms", "store_ms")
+#: Of those, the Orthanc I/O proper (what the offline command line does not do at all);
+#: the study adds ``list_ms`` (index reads) and ``record_ms`` (result writes).
+ORTHANC_IO_TIMINGS = ("fetch_ms", "store_ms")
 
 
 class Interrupted(Exception):
@@ -266,7 +270,9 @@ class StudyJobs:
             if n + 1 < len(todo):
                 self._write(state, PROCESSING, f"segmented {n + 1} of {len(todo)} image(s)")
         # read after our own SEGs were stored, so their arrival does not look like a change
+        t = time.perf_counter()
         state.last_update = self.gateway.study_metadata(sid).last_update
+        state.timings["list_ms"] = round(state.timings["list_ms"] + _ms(t), 2)
         state.timings["job_ms"] = _ms(t0)
         status, reason = study_status(state.images)
         result = self._write(state, status, reason)
@@ -414,7 +420,11 @@ class StudyJobs:
 
     def _write(self, state: _JobState, status: str, reason: str) -> dict[str, Any]:
         result = summary(state, status, reason, self.models, self.providers)
+        t = time.perf_counter()
         self.gateway.write_result(state.study_id, result)
+        # Orthanc I/O of the recording itself (the writes before this one: a result
+        # cannot contain the time of its own write)
+        state.timings["record_ms"] = round(state.timings.get("record_ms", 0.0) + _ms(t), 2)
         return result
 
 
