@@ -88,10 +88,12 @@ def write_card(folder: Path, card: dict[str, Any]) -> None:
     (folder / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
 
 
-def make_card(task: str, sha: str, training: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+def make_card(
+    task: str, sha: str, training: dict[str, Any], metrics: dict[str, Any], version: str = VERSION
+) -> dict[str, Any]:
     return {
         "name": model_name(task),
-        "version": VERSION,
+        "version": version,
         "task": task,
         "family": "U-Net",
         "creator": "ScintiSeg",
@@ -152,8 +154,15 @@ def export(
     dataset: str = DEFAULT_DATA,
     metrics: dict[str, Any] | None = None,
     hardware: str | None = None,
+    version: str = VERSION,
 ) -> Path:
-    """Export ``run/last.pt`` to ``models/scintiseg-<task>/``; returns the folder."""
+    """Export ``run/last.pt`` to ``models/scintiseg-<task>/``; returns the folder.
+
+    A new model needs a new ``version``: the plugin records results per model
+    version and processes studies again when it changes. The card keeps the
+    previous test metrics only if the ONNX file is the same; a different model
+    gets empty metrics until ``evaluate --update-cards`` scores it.
+    """
     model, ckpt = load_model(run)
     task = task or ckpt["task"]
     if task != ckpt["task"]:
@@ -171,8 +180,11 @@ def export(
     sha = sha256_file(folder / "model.onnx")
     old: dict[str, Any] = {}
     if metrics is None and (folder / CARD_FILE).exists():
-        old = json.loads((folder / CARD_FILE).read_text(encoding="utf-8")).get("metrics", {})
-    write_card(folder, make_card(task, sha, training_summary(ckpt, dataset, hardware), metrics or old))
+        previous = json.loads((folder / CARD_FILE).read_text(encoding="utf-8"))
+        if previous.get("sha256") == sha:
+            old = previous.get("metrics", {})
+    card = make_card(task, sha, training_summary(ckpt, dataset, hardware), metrics or old, version)
+    write_card(folder, card)
     load_card(folder)
     print(
         f"wrote {folder}/model.onnx ({len(data)} bytes, torch/ort max diff {diff:.1e}) and card.json",
@@ -218,6 +230,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--metrics", type=Path, help="evaluation JSON (evaluate.py) to put in the card")
     ap.add_argument("--metrics-only", action="store_true", help="only update the card's metrics")
     ap.add_argument("--hardware", help="where it was trained, for the card (e.g. '2-core CPU')")
+    ap.add_argument("--version", default=VERSION, help=f"model version for the card (default {VERSION}); "
+                    "give a new one for every new model")
     args = ap.parse_args(argv)
     report = json.loads(args.metrics.read_text(encoding="utf-8")) if args.metrics else None
     if args.metrics_only:
@@ -229,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("--run is required")
     task = args.task
     metrics = metrics_for(task, report) if (report and task) else None
-    export(args.run, args.models, task, metrics=metrics, hardware=args.hardware)
+    export(args.run, args.models, task, metrics=metrics, hardware=args.hardware, version=args.version)
 
 
 if __name__ == "__main__":

@@ -122,3 +122,8 @@ def test_train_resume_export_evaluate(data: Path, tmp_path: Path) -> None:
     assert (out / "f.png").stat().st_size > 0
     card = load_card(models / "scintiseg-gland")  # sha256 still right after the metrics update
     assert card.raw["metrics"]["gland_dice_mean"] == rep["overall"]["gland_dice_mean"]
+    # a new model with a new version: its card drops the old model's metrics
+    _train(data, tmp_path / "gland-b", "gland", epochs=1)
+    export.export(tmp_path / "gland-b", models, version="1.1.0")
+    card = load_card(models / "scintiseg-gland")
+    assert card.version == "1.1.0" and card.raw["metrics"] == {}
