@@ -87,8 +87,11 @@
       }
     }
     if (studyUid) {
+      // with a SEG: open the study with the segmentation over the image (OHIF's SEG protocol)
+      var hasSeg = result && result.seg_instance_ids && result.seg_instance_ids.length;
       panel.append(linkItem('Open in OHIF viewer', '../ohif/viewer?StudyInstanceUIDs=' +
-                            encodeURIComponent(studyUid), 'grid'));
+                            encodeURIComponent(studyUid) + (hasSeg ? '&hangingProtocolId=@ohif/seg' : ''),
+                            'grid'));
     }
     try {
       panel.listview('refresh');

@@ -62,9 +62,18 @@ NOT_INSTALLED = (
 )
 
 
-def viewer_url(study_instance_uid: str, prefix: str = PREFIX) -> str:
-    """The viewer URL of a study (OHIF v3: ``/viewer?StudyInstanceUIDs=``)."""
-    return f"{prefix}{VIEWER_ROUTE}?StudyInstanceUIDs={study_instance_uid}"
+#: OHIF's hanging protocol that opens a study with its segmentation over the source image.
+SEG_PROTOCOL = "@ohif/seg"
+
+
+def viewer_url(study_instance_uid: str, prefix: str = PREFIX, with_seg: bool = False) -> str:
+    """The viewer URL of a study (OHIF v3: ``/viewer?StudyInstanceUIDs=``).
+
+    ``with_seg`` asks OHIF to open the study with its SEG already overlaid
+    (hanging protocol :data:`SEG_PROTOCOL`) instead of the SEG as a thumbnail.
+    """
+    url = f"{prefix}{VIEWER_ROUTE}?StudyInstanceUIDs={study_instance_uid}"
+    return url + f"&hangingProtocolId={SEG_PROTOCOL}" if with_seg else url
 
 
 _HASHED = re.compile(r"(^|[./])[0-9a-f]{16,}\.(js|css|wasm|woff2?)$")

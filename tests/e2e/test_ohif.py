@@ -42,7 +42,7 @@ def near(rgb: np.ndarray, colour: list[float], tolerance: int = 40) -> np.ndarra
 
 def test_seg_overlay_in_ohif(server: Server, processed_study: ProcessedStudy, tmp_path: Path) -> None:
     shot = tmp_path / "ohif.png"
-    url = server.url + viewer_url(processed_study.study_uid) + "&hangingProtocolId=@ohif/seg"
+    url = server.url + viewer_url(processed_study.study_uid, with_seg=True)
     report = open_in_ohif(url, shot)
     assert report["ok"], json.dumps(report, indent=2)
 
@@ -94,7 +94,7 @@ def test_viewer_routes_reload(server: Server, processed_study: ProcessedStudy) -
 
 def test_multiframe_seg_overlay_in_ohif(server: Server, processed_multiframe: ProcessedStudy, tmp_path: Path) -> None:
     shot = tmp_path / "ohif-multiframe.png"
-    url = server.url + viewer_url(processed_multiframe.study_uid) + "&hangingProtocolId=@ohif/seg"
+    url = server.url + viewer_url(processed_multiframe.study_uid, with_seg=True)
     report = open_in_ohif(url, shot)
     assert report["ok"], json.dumps(report, indent=2)
     (segmentation,) = report["state"]["segmentations"]
@@ -125,7 +125,8 @@ def test_explorer_study_page_shows_the_scintiseg_panel(
     assert "Models: scintiseg-gland@" in text, text
     links = {link["text"]: link["href"] for link in report["state"]["links"]}
     assert links["Preview (PNG)"].endswith(f"/scintiseg/studies/{processed_study.study_id}/preview.png")
-    assert links["Open in OHIF viewer"].endswith(f"/ohif/viewer?StudyInstanceUIDs={processed_study.study_uid}")
+    # a processed study opens with its SEG over the image
+    assert links["Open in OHIF viewer"].endswith(viewer_url(processed_study.study_uid, with_seg=True))
     # the links work
     assert server.status(links["Preview (PNG)"].replace(server.url, "")) == 200
     assert server.status(links["Open in OHIF viewer"].replace(server.url, "")) == 200

@@ -62,6 +62,7 @@ def test_not_installed_is_503(tmp_path: Path) -> None:
 
 def test_helpers() -> None:
     assert viewer_url("1.2.3") == "/ohif/viewer?StudyInstanceUIDs=1.2.3"
+    assert viewer_url("1.2.3", with_seg=True) == "/ohif/viewer?StudyInstanceUIDs=1.2.3&hangingProtocolId=@ohif/seg"
     assert mime_type("x.WOFF2") == "font/woff2"
     assert mime_type("x.unknown") == "application/octet-stream"
 
