@@ -105,6 +105,8 @@ def test_callbacks_route_events_and_rest(load_plugin: Any, tmp_path: Path) -> No
     assert plugin.SERVICE.state == "failed" and "no gland, nodule model" in plugin.SERVICE.error
     assert any(level == "LogError" and "ScintiSeg is OFF" in msg for level, msg in mod.logs)  # type: ignore[attr-defined]
     change(mod.ChangeType.STABLE_STUDY, 1, STUDY)  # type: ignore[attr-defined]
+    change(mod.ChangeType.NEW_INSTANCE, 3, "instance-id")  # type: ignore[attr-defined]
+    assert not any("error handling change" in msg for _, msg in mod.logs)  # type: ignore[attr-defined]
     out = Output()
     routes["/scintiseg/status"](out, "/scintiseg/status", method="GET")
     status = json.loads(out.body or "{}")
