@@ -161,6 +161,21 @@ def _int(section: Mapping[str, Any], key: str, lo: int, hi: int) -> int:
     return value
 
 
+def _bool(section: Mapping[str, Any], key: str) -> bool:
+    value = _option(section, key)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{SECTION}.{key} must be true or false, got {value!r}")
+    return value
+
+
+def _folder(value: Any, key: str, root: Path) -> Path:
+    """A folder option: a non-empty path, relative ones taken from ``root``."""
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{SECTION}.{key} must be a folder path, got {value!r}")
+    folder = Path(value).expanduser()
+    return folder if folder.is_absolute() else root / folder
+
+
 def _str_list(section: Mapping[str, Any], key: str) -> tuple[str, ...]:
     value = _option(section, key)
     if isinstance(value, str):
@@ -209,16 +224,8 @@ def parse_section(
     environ = os.environ if environ is None else environ
     root = app_root() if root is None else root
 
-    enabled = _option(section, "Enabled")
-    if not isinstance(enabled, bool):
-        raise ConfigError(f"{SECTION}.Enabled must be true or false, got {enabled!r}")
-
-    models = environ.get(MODELS_ENV) or _option(section, "ModelsDirectory")
-    if not isinstance(models, str) or not models:
-        raise ConfigError(f"{SECTION}.ModelsDirectory must be a folder path, got {models!r}")
-    models_dir = Path(models).expanduser()
-    if not models_dir.is_absolute():
-        models_dir = root / models_dir
+    enabled = _bool(section, "Enabled")
+    models_dir = _folder(environ.get(MODELS_ENV) or _option(section, "ModelsDirectory"), "ModelsDirectory", root)
 
     providers = _str_list(section, "ExecutionProviders")
     for p in providers:
@@ -244,9 +251,7 @@ def parse_section(
             f"{SECTION}.OutputSeriesDescription may only use the placeholder {{models}}: {description!r}"
         ) from exc
 
-    store_preview = _option(section, "StorePreview")
-    if not isinstance(store_preview, bool):
-        raise ConfigError(f"{SECTION}.StorePreview must be true or false, got {store_preview!r}")
+    store_preview = _bool(section, "StorePreview")
     preview_description = _option(section, "PreviewSeriesDescription")
     if (
         not isinstance(preview_description, str)
@@ -258,16 +263,8 @@ def parse_section(
             f"{SECTION}.PreviewSeriesDescription must be 1 to 64 characters without a backslash, "
             f"got {preview_description!r}"
         )
-    ohif = _option(section, "OhifDirectory")
-    if not isinstance(ohif, str) or not ohif:
-        raise ConfigError(f"{SECTION}.OhifDirectory must be a folder path, got {ohif!r}")
-    ohif_dir = Path(ohif).expanduser()
-    if not ohif_dir.is_absolute():
-        ohif_dir = root / ohif_dir
-
-    track = _option(section, "TrackStability")
-    if not isinstance(track, bool):
-        raise ConfigError(f"{SECTION}.TrackStability must be true or false, got {track!r}")
+    ohif_dir = _folder(_option(section, "OhifDirectory"), "OhifDirectory", root)
+    track = _bool(section, "TrackStability")
 
     metadata = _option(section, "ResultMetadata")
     if not isinstance(metadata, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", metadata):

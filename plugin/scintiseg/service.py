@@ -270,7 +270,7 @@ class Service:
     def cards(self) -> list[Any]:
         """The loaded models' cards (empty until the models are loaded)."""
         jobs = self.jobs
-        return list(getattr(jobs, "cards", []) or []) if jobs else []
+        return list(jobs.cards) if jobs else []
 
     def wait_idle(self, timeout: float) -> bool:
         worker = self.worker

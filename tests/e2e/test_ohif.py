@@ -40,22 +40,26 @@ def near(rgb: np.ndarray, colour: list[float], tolerance: int = 40) -> np.ndarra
     return np.all(np.abs(rgb.astype(int) - np.array(colour[:3], dtype=int)) <= tolerance, axis=-1)
 
 
-def test_seg_overlay_in_ohif(server: Server, processed_study: ProcessedStudy, tmp_path: Path) -> None:
-    shot = tmp_path / "ohif.png"
-    url = server.url + viewer_url(processed_study.study_uid, with_seg=True)
-    report = open_in_ohif(url, shot)
+def seg_in_ohif(server: Server, study_uid: str, shot: Path) -> tuple[dict[str, Any], np.ndarray, np.ndarray, dict]:
+    """Open the study with its SEG; (the segmentation OHIF loaded, screenshot, image area, its box)."""
+    report = open_in_ohif(server.url + viewer_url(study_uid, with_seg=True), shot)
     assert report["ok"], json.dumps(report, indent=2)
-
     # OHIF loaded our SEG: one segmentation with the gland and nodule segments
     (segmentation,) = report["state"]["segmentations"]
     labels = [s["label"] for s in segmentation["segments"]]
     assert labels == ["Thyroid gland", "Cold nodule"], labels
-
-    # and drew it: the gland's colour is in the image area of the screenshot
     rgb = np.asarray(Image.open(shot).convert("RGB"))
     box = report["state"]["viewport"]
     assert box and box["width"] > 200 and box["height"] > 200, box
     image = rgb[box["y"] : box["y"] + box["height"], box["x"] : box["x"] + box["width"]]
+    return segmentation, rgb, image, box
+
+
+def test_seg_overlay_in_ohif(server: Server, processed_study: ProcessedStudy, tmp_path: Path) -> None:
+    shot = tmp_path / "ohif.png"
+    segmentation, rgb, image, box = seg_in_ohif(server, processed_study.study_uid, shot)
+
+    # OHIF drew it: the gland's colour is in the image area of the screenshot
     gland_colour = segmentation["segments"][0]["color"]
     assert gland_colour, segmentation
     drawn = near(image, gland_colour)
@@ -94,14 +98,7 @@ def test_viewer_routes_reload(server: Server, processed_study: ProcessedStudy) -
 
 def test_multiframe_seg_overlay_in_ohif(server: Server, processed_multiframe: ProcessedStudy, tmp_path: Path) -> None:
     shot = tmp_path / "ohif-multiframe.png"
-    url = server.url + viewer_url(processed_multiframe.study_uid, with_seg=True)
-    report = open_in_ohif(url, shot)
-    assert report["ok"], json.dumps(report, indent=2)
-    (segmentation,) = report["state"]["segmentations"]
-    assert [s["label"] for s in segmentation["segments"]] == ["Thyroid gland", "Cold nodule"]
-    rgb = np.asarray(Image.open(shot).convert("RGB"))
-    box = report["state"]["viewport"]
-    image = rgb[box["y"] : box["y"] + box["height"], box["x"] : box["x"] + box["width"]]
+    _, _, image, _ = seg_in_ohif(server, processed_multiframe.study_uid, shot)
     assert near(image, list(GLAND_RGB)).sum() > 300
     if os.environ.get("SCINTISEG_SAVE_MULTIFRAME"):
         shutil.copyfile(shot, ROOT / os.environ["SCINTISEG_SAVE_MULTIFRAME"])

@@ -18,8 +18,9 @@ from typing import Any
 
 import pydicom
 from pydicom import Dataset
-from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from scintiseg.dicomutil import file_meta
 from scintiseg.gateway import (
     GatewayError,
     InstanceInfo,
@@ -207,17 +208,7 @@ class FakePipeline:
         if str(source.get("Modality", "")) != "NM":
             raise NotNMImageError(f"instance {uid} is not a nuclear-medicine image")
         self.processed.append(uid)
-        seg = Dataset()
-        seg.SOPClassUID = SEG_STORAGE
-        seg.SOPInstanceUID = generate_uid(entropy_srcs=["seg", uid, self.version])
-        seg.SeriesInstanceUID = generate_uid(entropy_srcs=["segseries", str(source.SeriesInstanceUID), self.version])
-        seg.StudyInstanceUID = source.StudyInstanceUID
-        seg.Modality = "SEG"
-        seg.SeriesDescription = "ScintiSeg"
-        seg.file_meta = pydicom.dataset.FileMetaDataset()
-        seg.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        seg.file_meta.MediaStorageSOPClassUID = UID(SEG_STORAGE)
-        seg.file_meta.MediaStorageSOPInstanceUID = seg.SOPInstanceUID
+        seg = self._derived(source, "seg", SEG_STORAGE, "SEG", "ScintiSeg")
         return FakeSegResult(seg, uid, {"gland_inference_ms": 10.0, "nodule_inference_ms": 5.0, "seg_encode_ms": 1.0})
 
     def preview(self, source: Dataset, result: FakeSegResult) -> Dataset:
@@ -225,18 +216,20 @@ class FakePipeline:
         uid = str(source.SOPInstanceUID)
         if uid in self.fail_preview:
             raise self.fail_preview[uid]
-        sc = Dataset()
-        sc.SOPClassUID = SC_STORAGE
-        sc.SOPInstanceUID = generate_uid(entropy_srcs=["sc", uid, self.version])
-        sc.SeriesInstanceUID = generate_uid(entropy_srcs=["scseries", str(source.SeriesInstanceUID), self.version])
-        sc.StudyInstanceUID = source.StudyInstanceUID
-        sc.Modality = "OT"
-        sc.SeriesDescription = "ScintiSeg preview"
-        sc.file_meta = pydicom.dataset.FileMetaDataset()
-        sc.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        sc.file_meta.MediaStorageSOPClassUID = UID(SC_STORAGE)
-        sc.file_meta.MediaStorageSOPInstanceUID = sc.SOPInstanceUID
-        return sc
+        return self._derived(source, "sc", SC_STORAGE, "OT", "ScintiSeg preview")
+
+    def _derived(self, source: Dataset, kind: str, sop_class: str, modality: str, description: str) -> Dataset:
+        """A header-only instance in the source's study, its UIDs fixed by source and model version."""
+        uid = str(source.SOPInstanceUID)
+        ds = Dataset()
+        ds.SOPClassUID = sop_class
+        ds.SOPInstanceUID = generate_uid(entropy_srcs=[kind, uid, self.version])
+        ds.SeriesInstanceUID = generate_uid(entropy_srcs=[kind + "series", str(source.SeriesInstanceUID), self.version])
+        ds.StudyInstanceUID = source.StudyInstanceUID
+        ds.Modality = modality
+        ds.SeriesDescription = description
+        ds.file_meta = file_meta(sop_class, ds.SOPInstanceUID)
+        return ds
 
 
 def ct_dataset(study_uid: str, n: int = 0) -> Dataset:
