@@ -136,6 +136,7 @@ def training_summary(ckpt: dict[str, Any], dataset: str, hardware: str | None = 
         "device": ckpt.get("device", args.get("device")),
         "training_minutes": round(float(ckpt.get("elapsed_s", 0.0)) / 60.0, 1),
         "final_validation": last.get("val", {}),
+        **({"fine_tuned_from": ckpt["started_from"]} if ckpt.get("started_from") else {}),
         **({"hardware": hardware} if hardware else {}),
     }
 

@@ -33,8 +33,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from scintiseg.modelcard import sha256_file
+
 from .dataset import Arrays, load, seed_hash
-from .unet import UNet, UNetConfig, count_parameters
+from .unet import UNet, UNetConfig, count_parameters, freeze_batchnorm, load_onnx_weights
 
 CHECKPOINT = "last.pt"
 VAL_SALT = "scintiseg-val-v1"
@@ -128,6 +130,16 @@ def validate(
     return out
 
 
+def describe_onnx(path: Path) -> dict[str, str]:
+    """Which model a fine-tuning run started from: file, sha256, and name@version if a card is beside it."""
+    out = {"onnx": str(path), "sha256": sha256_file(path)}
+    card = path.parent / "card.json"
+    if card.is_file():
+        raw = json.loads(card.read_text(encoding="utf-8"))
+        out["model"] = f"{raw.get('name')}@{raw.get('version')}"
+    return out
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
@@ -167,6 +179,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     step, epoch, elapsed = 0, 0, 0.0
     history: list[dict[str, Any]] = []
     ckpt_path = out / CHECKPOINT
+    # Fine-tuning an exported model: its BatchNorms were folded away, so they stay fixed.
+    freeze_bn = bool(args.init_onnx)
+    started_from: dict[str, str] | None = None
     if args.resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
         if ckpt["unet"] != config.as_dict() or ckpt["task"] != args.task:
@@ -175,7 +190,13 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         opt.load_state_dict(ckpt["optimizer"])
         step, epoch, elapsed = ckpt["step"], ckpt["epoch"], ckpt["elapsed_s"]
         history = ckpt["history"]
+        freeze_bn = bool(ckpt.get("freeze_bn", False))
+        started_from = ckpt.get("started_from")
         print(f"resumed {ckpt_path} at epoch {epoch}, step {step}, {elapsed:.0f} s", file=sys.stderr)
+    elif args.init_onnx:
+        load_onnx_weights(model, str(args.init_onnx))
+        started_from = describe_onnx(args.init_onnx)
+        print(f"started from {args.init_onnx} (BatchNorm folded, kept fixed)", file=sys.stderr)
 
     print(
         f"{args.task}: {len(fit)} training couples, {len(val)} validation, UNet base {config.base} "
@@ -202,10 +223,17 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "n_val": int(len(val)),
             "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "done": progress() >= 1.0,
+            "freeze_bn": freeze_bn,
+            "started_from": started_from,
             "device": str(device),
         }
 
-    model.train()
+    def train_mode() -> None:
+        model.train()
+        if freeze_bn:
+            freeze_batchnorm(model)
+
+    train_mode()
     while progress() < 1.0:
         perm = torch.randperm(len(fit), generator=gen)
         t_epoch = time.perf_counter()
@@ -243,6 +271,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         epoch += 1
         t_val = time.perf_counter()
         metrics = validate(model, x_val, y_val, device)
+        train_mode()
         elapsed += time.perf_counter() - t_val
         dt = time.perf_counter() - t_epoch
         frac = min(progress(), 1.0)
@@ -296,6 +325,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    ap.add_argument(
+        "--init-onnx",
+        type=Path,
+        default=None,
+        help="fine-tune: start from this exported model.onnx (same --base/--depth; BatchNorm kept fixed)",
+    )
     return ap
 
 

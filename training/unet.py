@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -79,3 +80,62 @@ class UNet(nn.Module):
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def convolutions(model: UNet) -> list[tuple[nn.Conv2d, nn.BatchNorm2d | None]]:
+    """The network's convolutions in forward order, each with the BatchNorm that follows it."""
+    out: list[tuple[nn.Conv2d, nn.BatchNorm2d | None]] = []
+    for block in [*model.down, *model.up]:
+        layers = list(block)
+        for i, layer in enumerate(layers):
+            if isinstance(layer, nn.Conv2d):
+                bn = layers[i + 1]
+                out.append((layer, bn if isinstance(bn, nn.BatchNorm2d) else None))
+    out.append((model.head, None))
+    return out
+
+
+@torch.no_grad()
+def load_onnx_weights(model: UNet, onnx_path: str) -> None:
+    """Start ``model`` from an exported ONNX model of the same architecture.
+
+    The exporter folds each BatchNorm into the convolution before it, so the
+    ONNX file holds one weight and one bias per convolution. Those go into the
+    convolutions, and every BatchNorm becomes the identity plus that bias
+    (mean 0, variance ``1 - eps``, scale 1). The network then computes what the
+    ONNX model computes *with BatchNorm in eval mode*: fine-tune it with
+    :func:`freeze_batchnorm`, since batch statistics would no longer match.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(onnx_path).graph
+    weights = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    targets = convolutions(model)
+    if len(convs) != len(targets):
+        raise ValueError(f"{onnx_path} has {len(convs)} convolutions, the network {len(targets)}")
+    for node, (conv, bn) in zip(convs, targets, strict=True):
+        w = weights[node.input[1]]
+        b = weights[node.input[2]] if len(node.input) > 2 else np.zeros(w.shape[0], dtype=np.float32)
+        if tuple(w.shape) != tuple(conv.weight.shape):
+            raise ValueError(f"{onnx_path}: convolution {node.name} is {w.shape}, expected {tuple(conv.weight.shape)}")
+        conv.weight.copy_(torch.from_numpy(w.copy()))
+        if bn is None:
+            if conv.bias is None:
+                raise ValueError(f"{onnx_path}: convolution {node.name} has a bias the network cannot hold")
+            conv.bias.copy_(torch.from_numpy(b.copy()))
+        else:
+            bn.weight.fill_(1.0)
+            bn.bias.copy_(torch.from_numpy(b.copy()))
+            if bn.running_mean is None or bn.running_var is None:
+                raise ValueError("BatchNorm without running statistics cannot hold a folded model")
+            bn.running_mean.zero_()
+            bn.running_var.fill_(1.0 - bn.eps)
+
+
+def freeze_batchnorm(model: nn.Module) -> None:
+    """Keep every BatchNorm in eval mode (fixed statistics); its scale and shift still learn."""
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.eval()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -9,7 +11,7 @@ import pytest
 import torch
 
 from scintiseg_training.export import to_onnx_bytes
-from scintiseg_training.unet import UNet, UNetConfig
+from scintiseg_training.unet import UNet, UNetConfig, freeze_batchnorm, load_onnx_weights
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +49,34 @@ def test_onnx_matches_torch_for_any_batch(model: UNet) -> None:
             ref = model(torch.from_numpy(x)).numpy()
         assert got.shape == (n, 1, 128, 128)
         assert float(np.abs(got - ref).max()) < 1e-4
+
+
+def test_exported_model_loads_back_for_fine_tuning(model: UNet, tmp_path: Path) -> None:
+    path = tmp_path / "model.onnx"
+    path.write_bytes(to_onnx_bytes(model))
+    torch.manual_seed(5)
+    fresh = UNet(UNetConfig(base=4, depth=4))
+    load_onnx_weights(fresh, str(path))
+    fresh.eval()
+    x = torch.from_numpy(np.random.default_rng(2).uniform(0.0, 1.5, (2, 1, 128, 128)).astype(np.float32))
+    with torch.no_grad():
+        assert float((fresh(x) - model(x)).abs().max()) < 1e-4
+    # fine-tuning mode: BatchNorm statistics stay fixed while the rest trains
+    fresh.train()
+    freeze_batchnorm(fresh)
+    bns = [m for m in fresh.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and not any(m.training for m in bns)
+    before = [m.running_var.clone() for m in bns]
+    fresh(x * 2.0)
+    assert all(torch.equal(b, m.running_var) for b, m in zip(before, bns, strict=True))
+    with torch.no_grad():
+        assert float((fresh(x) - model(x)).abs().max()) < 1e-4
+
+
+def test_onnx_weights_of_another_architecture_are_refused(model: UNet, tmp_path: Path) -> None:
+    path = tmp_path / "model.onnx"
+    path.write_bytes(to_onnx_bytes(model))
+    with pytest.raises(ValueError, match="expected"):
+        load_onnx_weights(UNet(UNetConfig(base=8, depth=4)), str(path))
+    with pytest.raises(ValueError, match="convolutions"):
+        load_onnx_weights(UNet(UNetConfig(base=4, depth=3)), str(path))

@@ -51,7 +51,9 @@ def test_dataset_couples(data: Path) -> None:
     assert len(split["test"]) == 3 and len(split["train"]) == 9
 
 
-def _train(data: Path, out: Path, task: str, epochs: int, resume: bool = False) -> None:
+def _train(
+    data: Path, out: Path, task: str, epochs: int, resume: bool = False, extra: tuple[str, ...] = ()
+) -> None:
     argv = [
         "--task",
         task,
@@ -70,7 +72,7 @@ def _train(data: Path, out: Path, task: str, epochs: int, resume: bool = False) 
         "--threads",
         "2",
     ]
-    train.main(argv + (["--resume"] if resume else []))
+    train.main(argv + (["--resume"] if resume else []) + list(extra))
 
 
 def test_train_resume_export_evaluate(data: Path, tmp_path: Path) -> None:
@@ -122,6 +124,17 @@ def test_train_resume_export_evaluate(data: Path, tmp_path: Path) -> None:
     assert (out / "f.png").stat().st_size > 0
     card = load_card(models / "scintiseg-gland")  # sha256 still right after the metrics update
     assert card.raw["metrics"]["gland_dice_mean"] == rep["overall"]["gland_dice_mean"]
+    # fine-tuning from the exported model: BatchNorm stays fixed, also across a resume
+    onnx_path = models / "scintiseg-nodule" / "model.onnx"
+    _train(data, tmp_path / "nodule-ft", "nodule", epochs=1, extra=("--init-onnx", str(onnx_path)))
+    _train(data, tmp_path / "nodule-ft", "nodule", epochs=2, resume=True)
+    ft = torch.load(tmp_path / "nodule-ft" / train.CHECKPOINT, weights_only=False)
+    assert ft["freeze_bn"] and ft["epoch"] == 2
+    assert ft["started_from"]["model"] == "scintiseg-nodule@1.0.0"
+    assert ft["started_from"]["sha256"] == load_card(models / "scintiseg-nodule").sha256
+    assert all(float(v.abs().max()) == 0.0 for k, v in ft["model"].items() if k.endswith("running_mean"))
+    ft_card = json.loads((export.export(tmp_path / "nodule-ft", tmp_path / "ft-models") / "card.json").read_text())
+    assert ft_card["training"]["fine_tuned_from"]["model"] == "scintiseg-nodule@1.0.0"
     # a new model with a new version: its card drops the old model's metrics
     _train(data, tmp_path / "gland-b", "gland", epochs=1)
     export.export(tmp_path / "gland-b", models, version="1.1.0")
