@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from scintiseg.modelcard import find_cards, load_card
-from scintiseg_training import dataset, evaluate, export, train
+from scintiseg_training import dataset, diagnose, evaluate, export, train
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +73,22 @@ def _train(
         "2",
     ]
     train.main(argv + (["--resume"] if resume else []) + list(extra))
+
+
+def test_counting_modes_change_only_the_noise() -> None:
+    from scintiseg.synthetic import generate_scan
+    from scintiseg.synthetic import scan as scan_module
+
+    served = scan_module.poisson_counts
+    with diagnose.counting("noise_free"):
+        clean = generate_scan(3)
+    with diagnose.counting("counts_x10"):
+        bright = generate_scan(3)
+    noisy = generate_scan(3)
+    assert scan_module.poisson_counts is served
+    assert np.array_equal(clean.gland, noisy.gland) and np.array_equal(bright.nodules, noisy.nodules)
+    assert not np.allclose(clean.counts, np.round(clean.counts))  # expected counts, not integers
+    assert 8 < bright.counts.sum() / noisy.counts.sum() < 12
 
 
 def test_train_resume_export_evaluate(data: Path, tmp_path: Path) -> None:
@@ -135,6 +151,14 @@ def test_train_resume_export_evaluate(data: Path, tmp_path: Path) -> None:
     assert all(float(v.abs().max()) == 0.0 for k, v in ft["model"].items() if k.endswith("running_mean"))
     ft_card = json.loads((export.export(tmp_path / "nodule-ft", tmp_path / "ft-models") / "card.json").read_text())
     assert ft_card["training"]["fine_tuned_from"]["model"] == "scintiseg-nodule@1.0.0"
+    # the error diagnosis runs on validation seeds with the same served path
+    diagnose.main(["--models", str(models), "--first-seed", "20", "--scans", "2", "--threads", "1",
+                   "--json", str(out / "d.json"), "--markdown", str(out / "d.md")])
+    diag = json.loads((out / "d.json").read_text())
+    assert diag["seeds"] == [20, 21] and diag["grid_ceiling"]["gland"]["dice_mean"] > 0.99
+    assert set(diag["counting_noise"]) == {"served", "counts_x10", "noise_free"}
+    assert "gland tta=1 threshold=+0.0" in diag["postprocess_variants"]
+    assert "# Where the segmentation error comes from" in (out / "d.md").read_text()
     # a new model with a new version: its card drops the old model's metrics
     _train(data, tmp_path / "gland-b", "gland", epochs=1)
     export.export(tmp_path / "gland-b", models, version="1.1.0")
