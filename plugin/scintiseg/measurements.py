@@ -14,6 +14,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+#: Width, in pixels, of the ring of gland around a nodule that its count ratio compares with.
+RING_PX = 3
+
 
 def _area_mm2(pixels: int, spacing: float | None) -> float | None:
     return None if spacing is None else round(pixels * spacing * spacing, 1)
@@ -60,9 +63,15 @@ def measure_frame(
     labels, n = ndimage.label(nodules, structure=np.ones((3, 3), dtype=bool))
     ring_struct = np.ones((3, 3), dtype=bool)
     items = []
-    for i in range(1, n + 1):
-        comp = labels == i
-        r, c = ndimage.center_of_mass(comp)
+    rows_n, cols_n = gland.shape
+    for i, (rs, cs) in enumerate(ndimage.find_objects(labels), 1):
+        # the component's box, grown by the ring's width (3 dilations), within the image
+        r0, r1 = max(rs.start - RING_PX, 0), min(rs.stop + RING_PX, rows_n)
+        c0, c1 = max(cs.start - RING_PX, 0), min(cs.stop + RING_PX, cols_n)
+        box = (slice(r0, r1), slice(c0, c1))
+        comp = labels[box] == i
+        rr, cc = ndimage.center_of_mass(comp)
+        r, c = rr + r0, cc + c0
         lobe_mask = right if c + 0.5 < mid else left
         lobe = "right" if c + 0.5 < mid else "left"
         rows = np.flatnonzero(lobe_mask.any(axis=1))
@@ -71,9 +80,9 @@ def measure_frame(
             pole = "upper" if frac < 1 / 3 else ("middle" if frac < 2 / 3 else "lower")
         else:
             pole = "middle"
-        ring = ndimage.binary_dilation(comp, ring_struct, iterations=3) & gland & ~nodules
-        inside = float(counts[comp].mean())
-        around = float(counts[ring].mean()) if ring.any() else 0.0
+        ring = ndimage.binary_dilation(comp, ring_struct, iterations=RING_PX) & gland[box] & ~nodules[box]
+        inside = float(counts[box][comp].mean())
+        around = float(counts[box][ring].mean()) if ring.any() else 0.0
         items.append(
             {
                 "pixels": int(comp.sum()),

@@ -63,3 +63,51 @@ def test_measure_frame_without_spacing_or_gland():
     m = measure_frame(np.zeros((32, 32)), np.zeros((32, 32), bool), np.zeros((32, 32), bool), None)
     assert m["gland_area_mm2"] is None and m["nodule_count"] == 0
     assert m["right_lobe_share_pct"] is None
+
+
+def _reference_remove_small(mask, min_size):
+    from scipy import ndimage
+
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    keep = sizes >= min_size
+    keep[0] = False
+    return keep[labels]
+
+
+def test_box_limited_morphology_equals_the_whole_image_one():
+    """remove_small and fill_holes work on the mask's bounding box: same result as on the image."""
+    from scipy import ndimage
+
+    from scintiseg.postprocess import bounding_box, fill_holes, remove_small
+
+    rng = np.random.default_rng(0)
+    for k in range(300):
+        shape = tuple(int(v) for v in rng.integers(6, 60, 2))
+        mask = rng.random(shape) < rng.uniform(0.05, 0.7)
+        if k % 4 == 0:  # large blocks touching the image edges, with holes
+            mask[: rng.integers(1, shape[0]), rng.integers(0, shape[1]) :] = True
+            mask[rng.integers(0, shape[0]), :] = False
+        for min_size in (1, 4, 15):
+            assert np.array_equal(remove_small(mask, min_size), _reference_remove_small(mask, min_size))
+        assert np.array_equal(fill_holes(mask), ndimage.binary_fill_holes(mask))
+    empty = np.zeros((5, 7), bool)
+    assert bounding_box(empty) is None
+    assert not remove_small(empty, 1).any() and not fill_holes(empty).any()
+    ring = np.zeros((9, 9), bool)
+    ring[0:5, 0:5] = True
+    ring[1:4, 1:4] = False  # a hole in a ring touching the corner of the image
+    assert fill_holes(ring)[2, 2] and bounding_box(ring) == (slice(0, 5), slice(0, 5))
+
+
+def test_nodule_ring_at_the_image_edge():
+    g = np.zeros((40, 40), bool)
+    g[:, :20] = True
+    nod = np.zeros_like(g)
+    nod[0:4, 0:4] = True  # a nodule in the image corner: its ring is clipped by the edge
+    counts = np.full(g.shape, 10.0)
+    counts[nod] = 2.0
+    m = measure_frame(counts, g, nod, 1.0)
+    (item,) = m["nodules"]
+    assert item["pixels"] == 16 and item["count_ratio"] == 0.2
+    assert item["centre_px"] == [1.5, 1.5]
