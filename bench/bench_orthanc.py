@@ -38,7 +38,13 @@ sys.path.insert(0, str(ROOT / "tests" / "integration"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from fake_models import write_fake_models  # noqa: E402
-from orthanc_harness import OrthancServer, make_study, missing_tools, trained_models  # noqa: E402
+from orthanc_harness import (  # noqa: E402
+    OrthancServer,
+    make_study,
+    missing_tools,
+    strip_json_comments,
+    trained_models,
+)
 
 PLUGIN_IO = ("fetch_ms", "parse_ms", "seg_write_ms", "store_ms")
 ORTHANC_IO = ("fetch_ms", "store_ms")
@@ -105,8 +111,17 @@ def share(results: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
-def run(n_single: int, n_burst: int, stable_age: int, models: Path, work: Path) -> dict[str, Any]:
-    server = OrthancServer(data=work / "orthanc", models=models, stable_age=stable_age)
+def scintiseg_section(**changes: Any) -> dict[str, Any]:
+    """The ``ScintiSeg`` section of ``orthanc.json`` with some options changed."""
+    config = json.loads(strip_json_comments((ROOT / "orthanc.json").read_text()))
+    return {**config["ScintiSeg"], **changes}
+
+
+def run(
+    n_single: int, n_burst: int, stable_age: int, models: Path, work: Path, track_stability: bool = True
+) -> dict[str, Any]:
+    extra = {} if track_stability else {"ScintiSeg": scintiseg_section(TrackStability=False)}
+    server = OrthancServer(data=work / "orthanc", models=models, stable_age=stable_age, extra_config=extra)
     server.start()
     try:
         status = server.get("/scintiseg/status")
@@ -157,6 +172,7 @@ def run(n_single: int, n_burst: int, stable_age: int, models: Path, work: Path) 
         "models": status["models"],
         "providers": status["providers"],
         "stable_age_s": stable_age,
+        "track_stability": track_stability,
         "single": {
             "n": n_single,
             "latency_s": [round(x, 3) for x in single],
@@ -195,6 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stable-age", type=int, default=2, help="Orthanc StableAge for the run (s)")
     ap.add_argument("--models", type=Path, help="models folder (default: models/ if trained, else fake)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument(
+        "--no-tracker",
+        action="store_true",
+        help="TrackStability off: jobs start on Orthanc's own STABLE_STUDY (whole-second ageing)",
+    )
     args = ap.parse_args(argv)
     missing = missing_tools()
     if missing:
@@ -206,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         fake = models is None
         if models is None:
             models = write_fake_models(work / "fake-models")
-        report = run(args.single, args.burst, args.stable_age, models, work)
+        report = run(args.single, args.burst, args.stable_age, models, work, not args.no_tracker)
     report["fake_models"] = fake
     report["worker_capacity_studies_per_minute"] = round(60000.0 / report["per_image_burst"]["job_ms"], 1)
     print(json.dumps(report, indent=2))

@@ -3,7 +3,8 @@
 # configured to read this Orthanc's DICOMweb API at /dicom-web and to be served at /ohif/.
 #
 #   scripts/setup-ohif.sh            # idempotent: does nothing when the site is up to date
-#   OHIF_PREFIX=/viewer/ scripts/setup-ohif.sh   # another mount point (must match the plugin)
+#   OHIF_PREFIX=/viewer/ scripts/setup-ohif.sh   # a site for another mount point, to serve with
+#                                                # another web server (the plugin serves /ohif/ only)
 #
 # Why a patched copy and not the package's dist/ as is: the published dist/ is built for the
 # web root (PUBLIC_URL "/", webpack publicPath "/", absolute "/..." links in index.html and the
