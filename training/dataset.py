@@ -15,6 +15,9 @@ and cached in ``datasets/<name>.npz``:
   training couples the window is jittered a little (shift and size) so that
   the nodule model tolerates the imperfect gland predicted at serving time;
 * ``nodule_y``: the soft cold-nodule target in that window (uint8, /255);
+* ``gland_refine_y``: the soft gland target in that same window, for the gland
+  model's second pass (``refine``), which sees the window around the first
+  pass's gland as the nodule model does;
 * ``seed``, ``flip``, ``kind``, ``test``, ``matrix``, ``pixel_spacing_mm``.
 
 The scan seeds of each side of the split go to ``datasets/<name>.split.json``;
@@ -91,6 +94,7 @@ class Couple:
     gland_y: np.ndarray
     nodule_x: np.ndarray
     nodule_y: np.ndarray
+    gland_refine_y: np.ndarray
 
 
 def _to_u8(a: np.ndarray) -> np.ndarray:
@@ -125,6 +129,7 @@ def couples_for_scan(seed: int, jitter: bool, size: int = SIZE) -> list[Couple]:
                 gland_y=_to_u8(mask_to_window(gland, fw, size)),
                 nodule_x=model_input(counts, gw, size, NORMALISATION).astype(np.float16),
                 nodule_y=_to_u8(mask_to_window(nodules, gw, size)),
+                gland_refine_y=_to_u8(mask_to_window(gland, gw, size)),
             )
         )
     return out
@@ -178,6 +183,7 @@ def build(
         gland_y=np.stack([c.gland_y for c in couples]),
         nodule_x=np.stack([c.nodule_x for c in couples]),
         nodule_y=np.stack([c.nodule_y for c in couples]),
+        gland_refine_y=np.stack([c.gland_refine_y for c in couples]),
         seed=np.array([c.seed for c in couples], dtype=np.int64),
         flip=np.array([c.flip for c in couples], dtype=bool),
         kind=np.array([c.kind for c in couples]),
@@ -216,13 +222,24 @@ class Arrays:
     test: np.ndarray
 
 
+#: Training tasks and the cached arrays (input, target) each one learns from.
+TASK_ARRAYS = {
+    "gland": ("gland_x", "gland_y"),
+    "nodule": ("nodule_x", "nodule_y"),
+    "gland_refine": ("nodule_x", "gland_refine_y"),
+}
+
+
 def load(npz: Path, task: str) -> Arrays:
-    if task not in ("gland", "nodule"):
-        raise ValueError(f"task must be gland or nodule, got {task!r}")
+    if task not in TASK_ARRAYS:
+        raise ValueError(f"task must be one of {', '.join(TASK_ARRAYS)}, got {task!r}")
+    x_key, y_key = TASK_ARRAYS[task]
     with np.load(npz) as d:
+        if y_key not in d:
+            raise SystemExit(f"{npz} has no {y_key}: rebuild it with scintiseg_training.dataset")
         return Arrays(
-            x=d[f"{task}_x"],
-            y=d[f"{task}_y"],
+            x=d[x_key],
+            y=d[y_key],
             seed=d["seed"],
             flip=d["flip"],
             kind=d["kind"],

@@ -13,7 +13,7 @@ the test set. Four measurements, each against the truth on the source matrix:
    counts: how much of the error the noise explains.
 3. **Post-processing variants.** Logit thresholds other than 0, and
    left-right flip test-time augmentation (mean of the logits of the image and
-   of its mirror), for both models.
+   of its mirror), for both models (for the gland, on its last pass).
 4. **Cold nodules by size.** Per true nodule (connected component): the
    fraction of its pixels found, by equivalent diameter.
 
@@ -91,6 +91,20 @@ def _logits(model: OnnxModel, image: np.ndarray, win: Window, tta: bool) -> np.n
     return logits_to_source(grid, win, image.shape)
 
 
+def _gland_logits(seg: Segmenter, counts: np.ndarray, sp: float, tta: bool) -> np.ndarray:
+    """Source-matrix logits of the served gland model's last pass (the refine pass if it has one).
+
+    The variants (threshold, flip) apply to that last pass; the first pass runs as served.
+    """
+    first = _logits(seg.gland, counts, full_window(counts.shape), tta and seg.gland_refine is None)
+    if seg.gland_refine is None:
+        return first
+    coarse = postprocess.clean_gland(first > seg.gland.card.threshold, sp, seg.gland.card.min_component_mm2)
+    if not coarse.any():
+        return first
+    return _logits(seg.gland_refine, counts, gland_window(coarse), tta)
+
+
 def diagnose(models: Path, seeds: list[int], threads: int = 2) -> dict[str, Any]:
     from scintiseg.synthetic import generate_scan
 
@@ -123,7 +137,7 @@ def diagnose(models: Path, seeds: list[int], threads: int = 2) -> dict[str, Any]
                 ceiling["nodule"].append(dice(inner, nodules))
             # 3. post-processing variants
             for tta in (False, True):
-                glog = _logits(seg.gland, counts, full_window(counts.shape), tta)
+                glog = _gland_logits(seg, counts, sp, tta)
                 for th in THRESHOLDS:
                     g = postprocess.clean_gland(glog > th, sp, gcard.min_component_mm2)
                     variants[f"gland tta={int(tta)} threshold={th:+.1f}"].append(dice(g, gland))

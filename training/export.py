@@ -9,6 +9,9 @@ before the command returns.
 Usage::
 
     python -m scintiseg_training.export --run runs/gland --task gland --models models
+    # the gland model's second pass, into the same folder and card (refine.onnx):
+    python -m scintiseg_training.export --run runs/gland-refine --task gland_refine --models models \
+        --version 1.2.0
     # update the metrics of an existing card (the ONNX file is untouched):
     python -m scintiseg_training.export --task nodule --models models \\
         --metrics docs/evaluation.json --metrics-only
@@ -37,7 +40,8 @@ OPSET = 17
 MAX_BYTES = 10 * 1024 * 1024
 VERSION = "1.0.0"
 
-WINDOW = {"gland": "full", "nodule": "gland"}
+WINDOW = {"gland": "full", "nodule": "gland", "gland_refine": "gland"}
+REFINE_ONNX = "refine.onnx"
 MIN_COMPONENT_MM2 = {"gland": 20.0, "nodule": 10.0}
 
 
@@ -132,7 +136,7 @@ def training_summary(ckpt: dict[str, Any], dataset: str, hardware: str | None = 
         "learning_rate": args.get("lr"),
         "loss": "BCE-with-logits on soft targets + soft Dice",
         "augmentation": "left-right flips (in the data), shifts, intensity scaling, noise"
-        + (", jittered gland window" if ckpt["task"] == "nodule" else ""),
+        + (", jittered gland window" if ckpt["task"] in ("nodule", "gland_refine") else ""),
         "device": ckpt.get("device", args.get("device")),
         "training_minutes": round(float(ckpt.get("elapsed_s", 0.0)) / 60.0, 1),
         "final_validation": last.get("val", {}),
@@ -168,6 +172,33 @@ def export(
     task = task or ckpt["task"]
     if task != ckpt["task"]:
         raise SystemExit(f"{run} is a {ckpt['task']} run, not {task}")
+    data, diff = checked_onnx(model)
+    if task == "gland_refine":
+        return export_refine(data, diff, ckpt, models, dataset, metrics, hardware, version)
+    folder = models / model_name(task)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.onnx").write_bytes(data)
+    sha = sha256_file(folder / "model.onnx")
+    old: dict[str, Any] = {}
+    previous: dict[str, Any] = {}
+    if (folder / CARD_FILE).exists():
+        previous = json.loads((folder / CARD_FILE).read_text(encoding="utf-8"))
+        if metrics is None and previous.get("sha256") == sha:
+            old = previous.get("metrics", {})
+    card = make_card(task, sha, training_summary(ckpt, dataset, hardware), metrics or old, version)
+    if previous.get("refine") and (folder / REFINE_ONNX).is_file():
+        card["refine"] = previous["refine"]  # a second pass outlives a new first pass
+    write_card(folder, card)
+    load_card(folder)
+    print(
+        f"wrote {folder}/model.onnx ({len(data)} bytes, torch/ort max diff {diff:.1e}) and card.json",
+        file=sys.stderr,
+    )
+    return folder
+
+
+def checked_onnx(model: torch.nn.Module) -> tuple[bytes, float]:
+    """ONNX bytes of ``model``, within the size limit and agreeing with PyTorch; and that agreement."""
     data = to_onnx_bytes(model)
     if len(data) > MAX_BYTES:
         raise SystemExit(f"ONNX model is {len(data)} bytes, over {MAX_BYTES}")
@@ -175,20 +206,53 @@ def export(
     diff = max_abs_diff(model, data, x)
     if diff > 1e-3:
         raise SystemExit(f"onnxruntime and PyTorch disagree: max |diff| = {diff}")
-    folder = models / model_name(task)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "model.onnx").write_bytes(data)
-    sha = sha256_file(folder / "model.onnx")
-    old: dict[str, Any] = {}
-    if metrics is None and (folder / CARD_FILE).exists():
-        previous = json.loads((folder / CARD_FILE).read_text(encoding="utf-8"))
-        if previous.get("sha256") == sha:
-            old = previous.get("metrics", {})
-    card = make_card(task, sha, training_summary(ckpt, dataset, hardware), metrics or old, version)
+    return data, diff
+
+
+def export_refine(
+    data: bytes,
+    diff: float,
+    ckpt: dict[str, Any],
+    models: Path,
+    dataset: str,
+    metrics: dict[str, Any] | None,
+    hardware: str | None,
+    version: str,
+) -> Path:
+    """Write a gland second pass as ``refine.onnx`` beside the gland model, in the same card.
+
+    The gland model becomes a new version (give one): name, labels and post-processing
+    stay; its test metrics are dropped unless given, since the served result changes.
+    """
+    folder = models / model_name("gland")
+    if not (folder / CARD_FILE).is_file():
+        raise SystemExit(f"no gland model in {folder}: export the first pass (--task gland) first")
+    card = json.loads((folder / CARD_FILE).read_text(encoding="utf-8"))
+    (folder / REFINE_ONNX).write_bytes(data)
+    sha = sha256_file(folder / REFINE_ONNX)
+    same = (card.get("refine") or {}).get("sha256") == sha and card.get("version") == version
+    card["version"] = version
+    card["refine"] = {
+        "onnx": REFINE_ONNX,
+        "sha256": sha,
+        "input": {
+            "name": "image",
+            "size": SIZE,
+            "window": WINDOW["gland_refine"],
+            "normalisation": {"percentile": NORMALISATION.percentile, "clip": NORMALISATION.clip},
+        },
+        "output": {"name": "logits", "threshold": 0.0},
+        "training": training_summary(ckpt, dataset, hardware),
+    }
+    if metrics is not None:
+        card["metrics"] = metrics
+    elif not same:
+        card["metrics"] = {}
     write_card(folder, card)
     load_card(folder)
     print(
-        f"wrote {folder}/model.onnx ({len(data)} bytes, torch/ort max diff {diff:.1e}) and card.json",
+        f"wrote {folder}/{REFINE_ONNX} ({len(data)} bytes, torch/ort max diff {diff:.1e}) "
+        f"and the refine pass of {folder}/card.json, version {version}",
         file=sys.stderr,
     )
     return folder
@@ -226,7 +290,7 @@ def metrics_for(task: str, report: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, help="run folder with last.pt")
-    ap.add_argument("--task", choices=("gland", "nodule"))
+    ap.add_argument("--task", choices=("gland", "nodule", "gland_refine"))
     ap.add_argument("--models", type=Path, default=Path("models"))
     ap.add_argument("--metrics", type=Path, help="evaluation JSON (evaluate.py) to put in the card")
     ap.add_argument("--metrics-only", action="store_true", help="only update the card's metrics")
@@ -243,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.run is None:
         raise SystemExit("--run is required")
     task = args.task
-    metrics = metrics_for(task, report) if (report and task) else None
+    metrics = metrics_for("gland" if task == "gland_refine" else task, report) if (report and task) else None
     export(args.run, args.models, task, metrics=metrics, hardware=args.hardware, version=args.version)
 
 

@@ -35,7 +35,7 @@ from torch.nn import functional as F
 
 from scintiseg.modelcard import sha256_file
 
-from .dataset import Arrays, load, seed_hash
+from .dataset import TASK_ARRAYS, Arrays, load, seed_hash
 from .unet import UNet, UNetConfig, count_parameters, freeze_batchnorm, load_onnx_weights
 
 CHECKPOINT = "last.pt"
@@ -303,7 +303,12 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--task", choices=("gland", "nodule"), required=True)
+    ap.add_argument(
+        "--task",
+        choices=tuple(TASK_ARRAYS),
+        required=True,
+        help="gland, nodule, or gland_refine (the gland model's second pass, on the gland window)",
+    )
     ap.add_argument("--data", type=Path, required=True, help="datasets/<name>.npz")
     ap.add_argument("--out", type=Path, required=True, help="run folder (checkpoint, history)")
     ap.add_argument("--epochs", type=int, default=10)

@@ -24,6 +24,18 @@ Example card::
       "postprocess": {"min_component_mm2": 20.0},
       "training": {…}, "metrics": {…}
     }
+
+A gland card may add a second pass, ``"refine"``: another ONNX file of the same
+folder that sees the window around the first pass's gland (``"window":
+"gland"``), as the nodule model does, and outlines the gland again at that
+finer scale. It has its own ``onnx``, ``sha256``, ``input`` and ``output``
+(and ``training``); name, version, labels and post-processing are the card's.
+The two files are one model: one name, one version, one entry in a SEG::
+
+    "refine": {"onnx": "refine.onnx", "sha256": "…",
+               "input": {"name": "image", "size": 128, "window": "gland",
+                         "normalisation": {"percentile": 99.0, "clip": 1.5}},
+               "output": {"name": "logits", "threshold": 0.0}, "training": {…}}
 """
 
 from __future__ import annotations
@@ -70,6 +82,8 @@ class ModelCard:
     anatomic_region: Code | None
     min_component_mm2: float
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    #: The second pass of a gland model (a card of its own, same name and version), if any.
+    refine: ModelCard | None = None
 
     @property
     def ident(self) -> str:
@@ -133,6 +147,9 @@ def parse_card(raw: dict[str, Any], folder: Path, verify_sha256: bool = True) ->
     except ValueError as exc:
         raise ModelCardError(f"{where}: {exc}") from exc
     post = raw.get("postprocess", {})
+    refine = None
+    if raw.get("refine") is not None:
+        refine = _parse_refine(raw, folder, verify_sha256)
     return ModelCard(
         name=_get(raw, "name", str, where),
         version=_get(raw, "version", str, where),
@@ -153,7 +170,26 @@ def parse_card(raw: dict[str, Any], folder: Path, verify_sha256: bool = True) ->
         anatomic_region=None if region is None else _code(region, where + " label.anatomic_region"),
         min_component_mm2=float(post.get("min_component_mm2", 0.0)),
         raw=raw,
+        refine=refine,
     )
+
+
+def _parse_refine(raw: dict[str, Any], folder: Path, verify_sha256: bool) -> ModelCard:
+    """The ``refine`` section of a gland card, as a card of the same model."""
+    where = f"{folder / CARD_FILE} refine"
+    if raw.get("task") != "gland":
+        raise ModelCardError(f"{where}: only a gland model has a refine pass")
+    section = _get(raw, "refine", dict, str(folder / CARD_FILE))
+    stage = {k: v for k, v in raw.items() if k not in ("refine", "onnx", "sha256", "input", "output")}
+    for key in ("onnx", "sha256", "input"):
+        stage[key] = _get(section, key, (str, dict), where)
+    stage["output"] = section.get("output", raw.get("output"))
+    card = parse_card(stage, folder, verify_sha256)
+    if card.window != "gland":
+        raise ModelCardError(f"{where}: input.window must be 'gland' (the first pass's window), got {card.window!r}")
+    if card.path == folder / str(raw.get("onnx")):
+        raise ModelCardError(f"{where}: the refine pass needs its own ONNX file")
+    return card
 
 
 def load_card(folder: Path, verify_sha256: bool = True) -> ModelCard:

@@ -74,8 +74,14 @@ def fake_card(task: str, sha256: str, version: str = FAKE_VERSION) -> dict[str, 
     }
 
 
-def write_fake_models(models_dir: Path, version: str = FAKE_VERSION) -> Path:
-    """Write the two fake models under ``models_dir`` and check they load; returns it."""
+def write_fake_models(
+    models_dir: Path, version: str = FAKE_VERSION, refine: tuple[float, float] | None = None
+) -> Path:
+    """Write the two fake models under ``models_dir`` and check they load; returns it.
+
+    ``refine`` = ``(scale, offset)`` gives the gland model a second pass (``refine.onnx``,
+    the same affine map on the gland window).
+    """
     models_dir = Path(models_dir)
     for task, (scale, offset) in AFFINE.items():
         folder = models_dir / task
@@ -83,6 +89,15 @@ def write_fake_models(models_dir: Path, version: str = FAKE_VERSION) -> Path:
         onnx_path = folder / "model.onnx"
         onnx_path.write_bytes(affine_onnx(scale, offset))
         card = fake_card(task, sha256_file(onnx_path), version)
+        if task == "gland" and refine is not None:
+            refine_path = folder / "refine.onnx"
+            refine_path.write_bytes(affine_onnx(*refine))
+            card["refine"] = {
+                "onnx": "refine.onnx",
+                "sha256": sha256_file(refine_path),
+                "input": {**card["input"], "window": "gland"},
+                "output": card["output"],
+            }
         (folder / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     find_cards(models_dir)  # the same validation as the plugin's
     return models_dir

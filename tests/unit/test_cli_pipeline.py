@@ -139,3 +139,34 @@ def test_cli_generate(tmp_path, capsys):
     ds = pydicom.dcmread(files[0])
     assert ds.Modality == "NM" and int(ds.NumberOfFrames) == 2
     assert np.asarray(ds.pixel_array).shape[0] == 2
+
+
+def test_gland_refine_pass_outlines_the_gland_again(tmp_path):
+    from integration.fake_models import write_fake_models
+
+    from scintiseg import postprocess
+    from scintiseg.preprocess import gland_window, logits_to_source, model_input
+
+    plain = Segmenter.from_models_dir(write_fake_models(tmp_path / "plain"))
+    # the second pass keeps only the brightest part of the window: a smaller gland
+    refined = Segmenter.from_models_dir(write_fake_models(tmp_path / "refined", refine=(40.0, 0.7)))
+    assert plain.gland_refine is None and refined.gland_refine is not None
+    assert refined.model_idents == plain.model_idents  # one model, one version
+    scan = generate_scan(11, matrix=128, kind="normal")
+    counts = np.asarray(scan.counts, np.float32)
+    first = plain.segment_frame(counts, scan.pixel_spacing_mm)
+    second = refined.segment_frame(counts, scan.pixel_spacing_mm)
+    assert first.gland.any() and 0 < second.gland.sum() < first.gland.sum()
+    # what the refine pass computes: the first pass's window, the refine model, the same cleaning
+    card = refined.gland_refine.card
+    win = gland_window(first.gland)
+    x = model_input(counts, win, card.size, card.normalisation)
+    expect = postprocess.clean_gland(
+        logits_to_source(refined.gland_refine.run(x[None])[0], win, counts.shape) > 0,
+        scan.pixel_spacing_mm, refined.gland.card.min_component_mm2,
+    )
+    assert np.array_equal(second.gland, expect)
+    assert not (second.nodules & ~second.gland).any()
+    # a frame without a gland skips the second pass and stays empty
+    empty = refined.segment_frames(np.stack([np.zeros_like(counts), counts]), scan.pixel_spacing_mm)
+    assert not empty[0].gland.any() and np.array_equal(empty[1].gland, second.gland)

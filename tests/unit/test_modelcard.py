@@ -85,3 +85,55 @@ def test_find_cards_needs_one_model_per_task(tmp_path):
     write_model(tmp_path / "gland2", "gland")
     with pytest.raises(ModelCardError, match="two gland models"):
         find_cards(tmp_path)
+
+
+def _refine_section(folder, **changes):
+    onnx = folder / "refine.onnx"
+    onnx.write_bytes(b"a second pass")
+    section = {
+        "onnx": "refine.onnx",
+        "sha256": sha256_file(onnx),
+        "input": {"name": "image", "size": 96, "window": "gland",
+                  "normalisation": {"percentile": 98.0, "clip": 1.5}},
+        "output": {"name": "logits", "threshold": 0.5},
+    }
+    section.update(changes)
+    return section
+
+
+def test_gland_refine_pass_is_part_of_the_gland_model(tmp_path):
+    folder = tmp_path / "g"
+    folder.mkdir()
+    write_model(folder, refine=_refine_section(folder))
+    card = load_card(folder)
+    assert card.refine is not None
+    assert card.refine.ident == card.ident == "scintiseg-gland@1.0.0"
+    assert card.refine.path == folder / "refine.onnx" and card.refine.window == "gland"
+    assert card.refine.size == 96 and card.refine.threshold == 0.5
+    assert card.refine.normalisation.percentile == 98.0
+    assert card.refine.label_name == card.label_name and card.refine.refine is None
+    write_model(folder)
+    assert load_card(folder).refine is None
+
+
+@pytest.mark.parametrize(
+    ("task", "changes", "message"),
+    [
+        ("nodule", {}, "only a gland model"),
+        ("gland", {"sha256": "0" * 64}, "sha256 of refine.onnx"),
+        ("gland", {"onnx": "model.onnx"}, "its own ONNX file"),
+        ("gland", {"onnx": "missing.onnx"}, "not found"),
+        ("gland", {"input": {"name": "image", "size": 128, "window": "full",
+                             "normalisation": {"percentile": 99.0, "clip": 1.5}}}, "must be 'gland'"),
+    ],
+)
+def test_bad_refine_pass_is_refused(tmp_path, task, changes, message):
+    folder = tmp_path / task
+    folder.mkdir()
+    section = _refine_section(folder, **changes)
+    if changes.get("onnx") == "model.onnx":
+        write_model(folder, task)
+        section["sha256"] = sha256_file(folder / "model.onnx")
+    write_model(folder, task, refine=section)
+    with pytest.raises(ModelCardError, match=message):
+        load_card(folder)

@@ -110,6 +110,16 @@ def test_train_resume_export_evaluate(data: Path, tmp_path: Path) -> None:
         assert card.normalisation.percentile == 99.0 and card.normalisation.clip == 1.5
         assert card.family == "U-Net" and card.creator == "ScintiSeg"
         assert (folder / "model.onnx").stat().st_size < 10 * 1024 * 1024
+    # the gland model's second pass: trained on the gland window, exported into the gland card
+    with np.load(data) as d:
+        assert d["gland_refine_y"].shape == d["nodule_y"].shape and d["gland_refine_y"].max() > 200
+    _train(data, tmp_path / "refine", "gland_refine", epochs=1)
+    export.export(tmp_path / "refine", models, version="1.0.1")
+    refined = load_card(models / "scintiseg-gland")
+    assert refined.version == "1.0.1" and refined.raw["metrics"] == {}
+    assert refined.refine is not None and refined.refine.window == "gland"
+    assert (models / "scintiseg-gland" / "refine.onnx").is_file()
+    assert "jittered gland window" in refined.raw["refine"]["training"]["augmentation"]
     cards = find_cards(models)
     assert cards["nodule"].type == ("SCT", "27925004", "Nodule")
     assert cards["nodule"].anatomic_region == ("SCT", "69748006", "Thyroid")
@@ -164,3 +174,4 @@ def test_train_resume_export_evaluate(data: Path, tmp_path: Path) -> None:
     export.export(tmp_path / "gland-b", models, version="1.1.0")
     card = load_card(models / "scintiseg-gland")
     assert card.version == "1.1.0" and card.raw["metrics"] == {}
+    assert card.refine is not None  # a new first pass keeps the second
