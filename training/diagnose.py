@@ -187,10 +187,18 @@ def diagnose(models: Path, seeds: list[int], threads: int = 2) -> dict[str, Any]
             m: {k: {"n": len(d[k]), "dice_mean": mean(d[k])} for k in sorted(d, key=_row_order)}
             for m, d in noise.items()
         },
-        "postprocess_variants": {k: {"n": len(v), "mean": mean(v)} for k, v in variants.items()},
+        "postprocess_variants": {
+            k: {"n": len(variants[k]), "mean": mean(variants[k])} for k in sorted(variants, key=_variant_order)
+        },
         "nodules_by_size": by_size,
         "seconds": round(time.perf_counter() - t0, 1),
     }
+
+
+def _variant_order(key: str) -> tuple[str, bool, str, float]:
+    """Model, Dice before clean fraction, flip augmentation, threshold."""
+    model, tta, threshold, *rest = key.split()
+    return (model, bool(rest), tta, float(threshold.split("=")[1]))
 
 
 def _row_order(key: str) -> tuple[int, str]:
