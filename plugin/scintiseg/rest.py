@@ -231,7 +231,14 @@ def model_info(card: Any) -> dict[str, Any]:
         },
         "input": {"size": card.size, "window": card.window},
         "metrics": metrics if isinstance(metrics, Mapping) else None,
+        "refine": _refine_info(getattr(card, "refine", None)),
     }
+
+
+def _refine_info(stage: Any) -> dict[str, Any] | None:
+    if stage is None:
+        return None
+    return {"sha256": stage.sha256, "input": {"size": stage.size, "window": stage.window}}
 
 
 # -- routes --------------------------------------------------------------------------------

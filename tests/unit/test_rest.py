@@ -94,6 +94,7 @@ class FakeBackend:
                           "type": ["SCT", "69748006", "Thyroid"]},
                 "input": {"size": 128, "window": "full"},
                 "metrics": {"dice": 0.93},
+                "refine": {"sha256": "1" * 64, "input": {"size": 128, "window": "gland"}},
             }
         ]
 
@@ -322,3 +323,12 @@ def test_model_info_matches_schema(spec: dict[str, Any], tmp_path: Path) -> None
     schema = deref(spec, spec["components"]["schemas"]["Model"])
     OAS30Validator({**schema, "components": spec["components"]}).validate(info)
     assert info["ident"] == "scintiseg-gland@1.0.0" and np.isclose(info["metrics"]["dice"], 0.9)
+    assert info["refine"] is None
+    # a gland model with a second pass says so
+    (tmp_path / "refine.onnx").write_bytes(b"second pass")
+    raw["refine"] = {"onnx": "refine.onnx", "sha256": "b" * 64,
+                     "input": {"name": "image", "size": 96, "window": "gland",
+                               "normalisation": {"percentile": 99.0, "clip": 1.5}}}
+    info = rest.model_info(parse_card(raw, tmp_path, verify_sha256=False))
+    OAS30Validator({**schema, "components": spec["components"]}).validate(info)
+    assert info["refine"] == {"sha256": "b" * 64, "input": {"size": 96, "window": "gland"}}
