@@ -192,6 +192,8 @@ class Segmenter:
     ) -> tuple[list[np.ndarray], float, float]:
         """The gland outlined again in the window around the first pass (frames with a gland only).
 
+        Where the second pass finds no gland at all, the first pass's mask stays.
+
         Returns the new masks and the seconds spent preparing inputs and running the model.
         """
         assert self.gland_refine is not None
@@ -209,5 +211,8 @@ class Segmenter:
         out = list(glands)
         for i, lg in zip(found, logits, strict=True):
             raw = logits_to_source(lg, wins[i], shape) > rcard.threshold
-            out[i] = postprocess.clean_gland(raw, pixel_spacing_mm, gcard.min_component_mm2)
+            refined = postprocess.clean_gland(raw, pixel_spacing_mm, gcard.min_component_mm2)
+            # a second pass that finds nothing does not erase the first pass's gland
+            if refined.any():
+                out[i] = refined
         return out, t1 - t0, t2 - t1

@@ -167,6 +167,9 @@ def test_gland_refine_pass_outlines_the_gland_again(tmp_path):
     )
     assert np.array_equal(second.gland, expect)
     assert not (second.nodules & ~second.gland).any()
+    # a second pass that finds nothing keeps the first pass's gland
+    blind = Segmenter.from_models_dir(write_fake_models(tmp_path / "blind", refine=(40.0, 2.0)))
+    assert np.array_equal(blind.segment_frame(counts, scan.pixel_spacing_mm).gland, first.gland)
     # a frame without a gland skips the second pass and stays empty
     empty = refined.segment_frames(np.stack([np.zeros_like(counts), counts]), scan.pixel_spacing_mm)
     assert not empty[0].gland.any() and np.array_equal(empty[1].gland, second.gland)
