@@ -42,15 +42,12 @@ from scintiseg import postprocess
 from scintiseg.inference import OnnxModel, Segmenter
 from scintiseg.preprocess import Window, full_window, gland_window, logits_to_source, mask_to_window, model_input
 
+from .evaluate import dice
+
 #: Count scalings of measurement 2: served (Poisson), ten times the counts, noise-free.
 NOISE_MODES = ("served", "counts_x10", "noise_free")
 THRESHOLDS = (-1.0, -0.5, 0.0, 0.5, 1.0)
 SIZE_BINS_MM = ((0.0, 8.0), (8.0, 12.0), (12.0, 18.0), (18.0, 100.0))
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
 
 
 @contextlib.contextmanager

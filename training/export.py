@@ -10,7 +10,7 @@ Usage::
 
     python -m scintiseg_training.export --run runs/gland --task gland --models models
     # the gland model's second pass, into the same folder and card (refine.onnx):
-    python -m scintiseg_training.export --run runs/gland-refine --task gland_refine --models models \
+    python -m scintiseg_training.export --run runs/gland-refine --task gland_refine --models models \\
         --version 1.2.0
     # update the metrics of an existing card (the ONNX file is untouched):
     python -m scintiseg_training.export --task nodule --models models \\

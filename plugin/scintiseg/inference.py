@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,11 +19,13 @@ import numpy as np
 
 from . import postprocess
 from .modelcard import ModelCard, find_cards
-from .preprocess import full_window, gland_window, logits_to_source, model_input
+from .preprocess import Window, full_window, gland_window, logits_to_source, model_input
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+#: Where a frame's time goes (``FrameResult.timings_ms`` keys, with ``_ms``).
+TIMING_STAGES = ("preprocess", "gland_inference", "nodule_inference", "postprocess")
 
 
 class InferenceError(RuntimeError):
@@ -143,76 +146,62 @@ class Segmenter:
         """Segment ``(n, rows, cols)`` frames, batching each model over the frames."""
         if frames.ndim != 3:
             raise ValueError(f"frames must be (n, rows, cols), got shape {frames.shape}")
-        n, rows, cols = frames.shape
-        shape = (rows, cols)
+        n = frames.shape[0]
         gcard, ncard = self.gland.card, self.nodule.card
-        t0 = time.perf_counter()
-        gwin = full_window(shape)
-        gin = np.stack([model_input(f, gwin, gcard.size, gcard.normalisation) for f in frames])
-        t1 = time.perf_counter()
-        glogits = self.gland.run(gin)
-        t2 = time.perf_counter()
-        glands = [
-            postprocess.clean_gland(
-                logits_to_source(g, gwin, shape) > gcard.threshold, pixel_spacing_mm, gcard.min_component_mm2
-            )
-            for g in glogits
-        ]
-        t3 = time.perf_counter()
-        refine_pre, refine_run = 0.0, 0.0
-        if self.gland_refine is not None:
-            glands, refine_pre, refine_run = self._refine(frames, glands, pixel_spacing_mm)
-        t3b = time.perf_counter()
-        nwins = [gland_window(g) for g in glands]
-        nin = np.stack(
-            [model_input(f, w, ncard.size, ncard.normalisation) for f, w in zip(frames, nwins, strict=True)]
-        )
-        t4 = time.perf_counter()
-        nlogits = self.nodule.run(nin)
-        t5 = time.perf_counter()
-        results = []
-        for g, w, lg in zip(glands, nwins, nlogits, strict=True):
-            raw = logits_to_source(lg, w, shape) > ncard.threshold
-            nod = postprocess.clean_nodules(raw, g, pixel_spacing_mm, ncard.min_component_mm2)
-            results.append(FrameResult(gland=g, nodules=nod))
-        t6 = time.perf_counter()
-        refine_post = (t3b - t3) - refine_pre - refine_run
-        timings = {
-            "preprocess_ms": ((t1 - t0) + (t4 - t3b) + refine_pre) * 1e3 / n,
-            "gland_inference_ms": ((t2 - t1) + refine_run) * 1e3 / n,
-            "nodule_inference_ms": (t5 - t4) * 1e3 / n,
-            "postprocess_ms": ((t3 - t2) + (t6 - t5) + refine_post) * 1e3 / n,
-        }
+        spent: dict[str, float] = dict.fromkeys(TIMING_STAGES, 0.0)
+
+        @contextmanager
+        def timed(stage: str) -> Iterator[None]:
+            t = time.perf_counter()
+            yield
+            spent[stage] += time.perf_counter() - t
+
+        with timed("preprocess"):
+            windows = [full_window((frames.shape[1], frames.shape[2]))] * n
+        raw = self._pass(self.gland, frames, windows, timed, "gland_inference")
+        with timed("postprocess"):
+            glands = [postprocess.clean_gland(m, pixel_spacing_mm, gcard.min_component_mm2) for m in raw]
+        # the second pass, on the frames where the first found a gland
+        found = [i for i, g in enumerate(glands) if g.any()]
+        if self.gland_refine is not None and found:
+            with timed("preprocess"):
+                windows = [gland_window(glands[i]) for i in found]
+            raw = self._pass(self.gland_refine, frames[found], windows, timed, "gland_inference")
+            with timed("postprocess"):
+                for i, m in zip(found, raw, strict=True):
+                    refined = postprocess.clean_gland(m, pixel_spacing_mm, gcard.min_component_mm2)
+                    # a second pass that finds nothing does not erase the first pass's gland
+                    if refined.any():
+                        glands[i] = refined
+        with timed("preprocess"):
+            windows = [gland_window(g) for g in glands]
+        raw = self._pass(self.nodule, frames, windows, timed, "nodule_inference")
+        with timed("postprocess"):
+            results = [
+                FrameResult(gland=g, nodules=postprocess.clean_nodules(m, g, pixel_spacing_mm, ncard.min_component_mm2))
+                for g, m in zip(glands, raw, strict=True)
+            ]
+        timings = {f"{stage}_ms": seconds * 1e3 / n for stage, seconds in spent.items()}
         for r in results:
             r.timings_ms = dict(timings)
         return results
 
-    def _refine(
-        self, frames: np.ndarray, glands: list[np.ndarray], pixel_spacing_mm: float | None
-    ) -> tuple[list[np.ndarray], float, float]:
-        """The gland outlined again in the window around the first pass (frames with a gland only).
-
-        Where the second pass finds no gland at all, the first pass's mask stays.
-
-        Returns the new masks and the seconds spent preparing inputs and running the model.
-        """
-        assert self.gland_refine is not None
-        rcard, gcard = self.gland_refine.card, self.gland.card
+    @staticmethod
+    def _pass(
+        model: OnnxModel,
+        frames: np.ndarray,
+        windows: list[Window],
+        timed: Callable[[str], AbstractContextManager[None]],
+        stage: str,
+    ) -> list[np.ndarray]:
+        """``model`` run on each frame seen through its window: raw masks on the source matrix."""
+        card = model.card
         shape = (frames.shape[1], frames.shape[2])
-        found = [i for i, g in enumerate(glands) if g.any()]
-        if not found:
-            return glands, 0.0, 0.0
-        t0 = time.perf_counter()
-        wins = {i: gland_window(glands[i]) for i in found}
-        rin = np.stack([model_input(frames[i], wins[i], rcard.size, rcard.normalisation) for i in found])
-        t1 = time.perf_counter()
-        logits = self.gland_refine.run(rin)
-        t2 = time.perf_counter()
-        out = list(glands)
-        for i, lg in zip(found, logits, strict=True):
-            raw = logits_to_source(lg, wins[i], shape) > rcard.threshold
-            refined = postprocess.clean_gland(raw, pixel_spacing_mm, gcard.min_component_mm2)
-            # a second pass that finds nothing does not erase the first pass's gland
-            if refined.any():
-                out[i] = refined
-        return out, t1 - t0, t2 - t1
+        with timed("preprocess"):
+            batch = np.stack(
+                [model_input(f, w, card.size, card.normalisation) for f, w in zip(frames, windows, strict=True)]
+            )
+        with timed(stage):
+            logits = model.run(batch)
+        with timed("postprocess"):
+            return [logits_to_source(lg, w, shape) > card.threshold for lg, w in zip(logits, windows, strict=True)]
