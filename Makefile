@@ -42,7 +42,7 @@ run: setup ohif
 	./scripts/run-orthanc.sh
 
 lint: venv
-	$(VENV)/bin/ruff check plugin training tests bench
+	$(VENV)/bin/ruff check plugin phantoms training tests bench
 	$(VENV)/bin/mypy
 
 unit: venv

@@ -25,8 +25,8 @@ import pydicom
 from scintiseg.cli import default_models_dir
 from scintiseg.inference import Segmenter
 from scintiseg.pipeline import Pipeline
-from scintiseg.synthetic import generate_scan
-from scintiseg.synthetic.dicom import scan_to_dataset, study_uids
+from scintiseg_phantoms.dicom import scan_to_dataset, study_uids
+from scintiseg_phantoms.thyroid import generate_scan
 
 
 def make_source(matrix: int, seed: int) -> bytes:

@@ -103,7 +103,7 @@ def _to_u8(a: np.ndarray) -> np.ndarray:
 
 def couples_for_scan(seed: int, jitter: bool, size: int = SIZE) -> list[Couple]:
     """The two preprocessed couples (original, left-right flip) of scan ``seed``."""
-    from scintiseg.synthetic import generate_scan
+    from scintiseg_phantoms.thyroid import generate_scan
 
     scan = generate_scan(seed)
     out = []

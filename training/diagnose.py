@@ -53,7 +53,7 @@ SIZE_BINS_MM = ((0.0, 8.0), (8.0, 12.0), (12.0, 18.0), (18.0, 100.0))
 @contextlib.contextmanager
 def counting(mode: str) -> Iterator[None]:
     """Generate scans with the given counting statistics (see :data:`NOISE_MODES`)."""
-    from scintiseg.synthetic import scan as scan_module
+    from scintiseg_phantoms.thyroid import scan as scan_module
 
     served: Callable[..., np.ndarray] = scan_module.poisson_counts
 
@@ -103,7 +103,7 @@ def _gland_logits(seg: Segmenter, counts: np.ndarray, sp: float, tta: bool) -> n
 
 
 def diagnose(models: Path, seeds: list[int], threads: int = 2) -> dict[str, Any]:
-    from scintiseg.synthetic import generate_scan
+    from scintiseg_phantoms.thyroid import generate_scan
 
     seg = Segmenter.from_models_dir(models, providers=["CPUExecutionProvider"], threads=threads)
     gcard, ncard = seg.gland.card, seg.nodule.card

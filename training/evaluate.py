@@ -1,7 +1,7 @@
 """Score the served models on the 800 test couples, at the source resolution.
 
 The test scans (``split.json``) are regenerated with
-:func:`scintiseg.synthetic.generate_scan` and each is segmented as-is and
+:func:`scintiseg_phantoms.thyroid.generate_scan` and each is segmented as-is and
 left-right flipped by :class:`scintiseg.inference.Segmenter` -- the very ONNX
 path the server runs (preprocessing, onnxruntime, mapping back to the source
 matrix, postprocessing) -- and compared with the truth on the source matrix.
@@ -56,7 +56,7 @@ def load_test_scans(split: Path, cache: Path | None = None, limit: int | None = 
         cached = [TestScan(**d) for d in pickle.loads(cache.read_bytes())]
         if [s.seed for s in cached] == seeds:
             return cached
-    from scintiseg.synthetic import generate_scan
+    from scintiseg_phantoms.thyroid import generate_scan
 
     scans = []
     t0 = time.perf_counter()

@@ -146,7 +146,7 @@ def training_summary(ckpt: dict[str, Any], dataset: str, hardware: str | None = 
 
 
 DEFAULT_DATA = (
-    "Synthetic thyroid scintigraphies (scintiseg.synthetic.generate_scan, seeds 0-2299): "
+    "Synthetic thyroid scintigraphies (scintiseg_phantoms.thyroid.generate_scan, seeds 0-2299): "
     "2300 scans x (original + left-right flip) = 4600 image-mask couples, split by scan "
     "into 1900 training scans (3800 couples) and 400 test scans (800 couples)."
 )

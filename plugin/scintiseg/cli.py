@@ -147,8 +147,8 @@ def summary_line(path: Path, frames: list[dict], total_ms: float, target: Path) 
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .synthetic import generate_scan
-    from .synthetic.dicom import scan_to_dataset, study_uids
+    from scintiseg_phantoms.dicom import scan_to_dataset, study_uids
+    from scintiseg_phantoms.thyroid import generate_scan
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -245,8 +245,9 @@ class Study:
 
 def make_study(out: Path, seed: int, images: int = 1, frames: int = 1, kind: str | None = "normal") -> Study:
     """``images`` NM instances of ``frames`` frames each (same matrix), seeds from ``seed``."""
-    from scintiseg.synthetic import generate_scan
-    from scintiseg.synthetic.dicom import deterministic_uid, scan_to_dataset
+    from scintiseg.uids import deterministic_uid
+    from scintiseg_phantoms.dicom import scan_to_dataset
+    from scintiseg_phantoms.thyroid import generate_scan
 
     out.mkdir(parents=True, exist_ok=True)
     base = ("scintiseg-integration", str(seed))

@@ -2,7 +2,7 @@
 
 These are test fixtures only (not a pytest plugin): the tests import them with
 ``from nm_fixtures import make_nm`` (pytest puts ``tests/unit`` on ``sys.path``).
-They deliberately do not use ``scintiseg.synthetic`` so that the NM reader and
+They deliberately do not use ``scintiseg_phantoms`` so that the NM reader and
 the SEG writer are tested against an independent source.
 
 Every dataset produced here passes ``dciodvfy`` without errors (see

@@ -21,8 +21,8 @@ from scintiseg.backend import PluginBackend
 from scintiseg.config import parse_section
 from scintiseg.preview import GLAND_RGB, png_to_rgb
 from scintiseg.service import Service
-from scintiseg.synthetic import generate_scan
-from scintiseg.synthetic.dicom import scan_to_dataset, study_uids
+from scintiseg_phantoms.dicom import scan_to_dataset, study_uids
+from scintiseg_phantoms.thyroid import generate_scan
 
 
 @pytest.fixture(scope="module")

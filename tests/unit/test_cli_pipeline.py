@@ -11,8 +11,8 @@ from scintiseg.cli import main
 from scintiseg.inference import Segmenter
 from scintiseg.pipeline import Pipeline
 from scintiseg.preview import masks_from_seg
-from scintiseg.synthetic import generate_scan
-from scintiseg.synthetic.dicom import scan_to_dataset, study_uids
+from scintiseg_phantoms.dicom import scan_to_dataset, study_uids
+from scintiseg_phantoms.thyroid import generate_scan
 
 
 def nm_dataset(seed, frames=1, **kw):

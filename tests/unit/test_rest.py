@@ -16,7 +16,7 @@ from openapi_schema_validator import OAS30Validator
 from scintiseg import rest
 from scintiseg.gateway import NotFoundError
 from scintiseg.measurements import measure_frame
-from scintiseg.synthetic import generate_scan
+from scintiseg_phantoms.thyroid import generate_scan
 
 DONE_ID = "11111111-22222222-33333333-44444444-55555555"
 NEW_ID = "aaaaaaaa-bbbbbbbb-cccccccc-dddddddd-eeeeeeee"

@@ -76,8 +76,8 @@ def _train(
 
 
 def test_counting_modes_change_only_the_noise() -> None:
-    from scintiseg.synthetic import generate_scan
-    from scintiseg.synthetic import scan as scan_module
+    from scintiseg_phantoms.thyroid import generate_scan
+    from scintiseg_phantoms.thyroid import scan as scan_module
 
     served = scan_module.poisson_counts
     with diagnose.counting("noise_free"):

@@ -17,10 +17,11 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import Tag
 
-from ..dicomutil import file_meta
-from ..uids import deterministic_uid
-from .acquisition import ISOTOPE_SPECS
-from .scan import Scan
+from scintiseg.dicomutil import file_meta
+from scintiseg.uids import deterministic_uid
+
+from .record import Scan
+from .thyroid.acquisition import ISOTOPE_SPECS
 
 __all__ = ["NM_IMAGE_STORAGE", "deterministic_uid", "scan_to_dataset", "study_uids", "write_study"]
 
@@ -120,7 +121,7 @@ def scan_to_dataset(
     )
     # General Equipment
     ds.Manufacturer = _MANUFACTURER
-    ds.ManufacturerModelName = "scintiseg.synthetic"
+    ds.ManufacturerModelName = "scintiseg_phantoms"
     ds.SoftwareVersions = "1"
     # General Acquisition / General Image
     ds.AcquisitionDate = acq_date

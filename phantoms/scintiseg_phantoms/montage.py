@@ -1,6 +1,6 @@
 """Montage of synthetic scans with mask contours (for eyeballing realism).
 
-``python -m scintiseg.synthetic.preview out.png [n] [first_seed]`` writes a grid of
+``python -m scintiseg_phantoms.montage out.png [n] [first_seed]`` writes a grid of
 ``n`` scans (default 16): counts in an inverted-free "hot iron"-like grey scale, gland
 outline in green, cold nodules in red, kind and matrix in the corner. Needs Pillow.
 """
@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from .scan import Scan, generate_scan
+from .record import Scan
+from .thyroid import generate_scan
 
 __all__ = ["montage", "render_tile"]
 

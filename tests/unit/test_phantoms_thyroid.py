@@ -11,8 +11,8 @@ import pydicom
 import pytest
 from scipy import ndimage
 
-from scintiseg.synthetic import CASE_KINDS, Scan, generate_scan
-from scintiseg.synthetic.dicom import scan_to_dataset, study_uids, write_study
+from scintiseg_phantoms.dicom import scan_to_dataset, study_uids, write_study
+from scintiseg_phantoms.thyroid import CASE_KINDS, Scan, generate_scan
 
 N_SEEDS = 50
 

@@ -66,11 +66,12 @@ Artefacts
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
+from ..record import Scan
 from .acquisition import (
     ISOTOPE_SPECS,
     blur,
@@ -118,18 +119,6 @@ _EXTRA_COLD = {
     "goiter": 0.40,
     "i131": 0.60,
 }
-
-
-@dataclass(frozen=True)
-class Scan:
-    """One synthetic anterior thyroid scintigraphy with its ground truth."""
-
-    counts: np.ndarray  # (rows, cols) uint16 Poisson counts
-    gland: np.ndarray  # (rows, cols) bool, gland outline including nodules (cold and hot)
-    nodules: np.ndarray  # (rows, cols) bool, cold nodules only, subset of gland
-    pixel_spacing_mm: float  # square pixels, at the thyroid plane
-    kind: str  # one of CASE_KINDS
-    params: dict[str, Any]  # JSON-serialisable description
 
 
 def _choice(rng: np.random.Generator, weights: dict[Any, float]) -> Any:

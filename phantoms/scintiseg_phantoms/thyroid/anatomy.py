@@ -9,7 +9,7 @@ origin at the centre of the thyroid). Masks are ``rho < 1`` at pixel centres; pr
 activity uses the thickness profile ``(1 - rho**2) ** q`` (``q = 0.5`` is an ellipsoid).
 
 Thyroid anatomy is drawn by :func:`draw_thyroid` (see the module docstring of
-:mod:`scintiseg.synthetic.scan` for all parameter ranges).
+:mod:`scintiseg_phantoms.thyroid.scan` for all parameter ranges).
 """
 
 from __future__ import annotations
