@@ -12,6 +12,17 @@ from typing import Any
 
 import numpy as np
 
+#: Keys every family puts in :attr:`Scan.params` (the evaluation and the quality-flag
+#: tests read them; a family may add its own keys beside them).
+TRUTH_KEYS = (
+    "family",  # "thyroid" or "independent"
+    "cold_nodules",  # [{"diameter_mm", "site" ("pole", "edge" or "interior"), ...}], one per label of nodule_labels
+    "markers",  # number of point markers in the image
+    "extrathyroid",  # True when uptake outside the gland (salivary, mouth, vessels, ...) is visible
+    "suppressed",  # True when a hot nodule suppresses the rest of the gland
+    "total_counts",  # counts in the whole image
+)
+
 
 @dataclass(frozen=True)
 class Scan:
@@ -21,5 +32,8 @@ class Scan:
     gland: np.ndarray  # (rows, cols) bool, gland outline including nodules (cold and hot)
     nodules: np.ndarray  # (rows, cols) bool, cold nodules only, subset of gland
     pixel_spacing_mm: float  # square pixels, at the thyroid plane
-    kind: str  # one of CASE_KINDS
-    params: dict[str, Any]  # JSON-serialisable description
+    kind: str  # the family's case kind
+    params: dict[str, Any]  # JSON-serialisable description, with at least TRUTH_KEYS
+    #: (rows, cols) int16: 0 outside cold nodules, k inside params["cold_nodules"][k-1]
+    #: (None where a family does not label them one by one)
+    nodule_labels: np.ndarray | None = None
