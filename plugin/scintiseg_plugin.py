@@ -66,6 +66,7 @@ from scintiseg import ohif, rest  # noqa: E402  (after _add_paths)
 from scintiseg.backend import PluginBackend  # noqa: E402
 from scintiseg.config import ConfigError, load_config  # noqa: E402
 from scintiseg.gateway import OrthancGateway  # noqa: E402
+from scintiseg.intake import install_steps  # noqa: E402
 from scintiseg.service import Service, install_orthanc_logging  # noqa: E402
 
 try:
@@ -76,6 +77,7 @@ except ConfigError as exc:
 install_orthanc_logging(orthanc, CONFIG.log_level)
 GATEWAY = OrthancGateway(orthanc, CONFIG.result_metadata)
 SERVICE = Service(CONFIG, GATEWAY)
+STEPS = install_steps(SERVICE, CONFIG, GATEWAY)  # pseudonymization before, labels after the job
 BACKEND = PluginBackend(SERVICE, GATEWAY)
 
 # Plugin API features differ between orthanc-python releases: detect, never assume.

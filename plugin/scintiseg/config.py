@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .anonymize import ANONYMIZATION_DEFAULTS, AnonymizationConfig, parse_anonymization
+
 SECTION = "ScintiSeg"
 
 NM_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.20"
@@ -53,6 +55,7 @@ DEFAULTS: dict[str, Any] = {
     "RecoveryScanPageSize": 200,
     "StopTimeoutSeconds": 30,
     "LogLevel": "INFO",
+    "Anonymization": dict(ANONYMIZATION_DEFAULTS),
 }
 
 #: ``ModelsDirectory`` given here wins over the configuration (tests, ``make run``).
@@ -108,6 +111,10 @@ class Config:
     log_level: str
     #: Orthanc's ``StableAge`` (seconds), read from Orthanc's own configuration
     stable_age_s: float = 60.0
+    #: ``ScintiSeg.Anonymization`` (pseudonymization on arrival, off by default)
+    anonymization: AnonymizationConfig = AnonymizationConfig()
+    #: study metadata holding the physician labels (:mod:`scintiseg.labels`); ``None``: not read
+    labels_metadata: str | None = None
 
 
 def app_root() -> Path:
@@ -278,7 +285,13 @@ def parse_section(
     if not isinstance(level, str) or level.upper() not in _LOG_LEVELS:
         raise ConfigError(f"{SECTION}.LogLevel must be one of {_LOG_LEVELS}, got {level!r}")
 
+    try:
+        anonymization = parse_anonymization(section.get("Anonymization"), environ)
+    except ValueError as exc:
+        raise ConfigError(f"{SECTION}.Anonymization: {exc}") from exc
+
     return Config(
+        anonymization=anonymization,
         enabled=enabled,
         models_dir=models_dir,
         providers=providers,

@@ -119,6 +119,35 @@ class Gateway(Protocol):
         """Study ids in creation order, ``limit`` of them from index ``since``."""
         ...
 
+    # -- pseudonymization, labels and datasets (scintiseg.anonymize, .labels, .datasets) -----
+    def study_tags(self, study_id: str) -> dict[str, str]:
+        """The study's patient and study main DICOM tags from the index (no file read)."""
+        ...
+
+    def instance_tags(self, instance_id: str) -> dict[str, Any]:
+        """An instance's tags by keyword (Orthanc's simplified tags)."""
+        ...
+
+    def anonymize_instance(self, instance_id: str, request: dict[str, Any]) -> bytes:
+        """The instance anonymized by Orthanc (``Replace``/``Keep``...), not stored."""
+        ...
+
+    def delete_instance(self, instance_id: str) -> None:
+        """Delete one instance (its series and study go with their last one)."""
+        ...
+
+    def lookup_instance(self, sop_instance_uid: str) -> str | None:
+        """The Orthanc id of the instance with this SOP Instance UID, ``None`` if absent."""
+        ...
+
+    def read_study_metadata(self, study_id: str, name: str) -> str | None:
+        """A user metadata text of the study, ``None`` if absent."""
+        ...
+
+    def write_study_metadata(self, study_id: str, name: str, text: str) -> None:
+        """Set a user metadata text of the study."""
+        ...
+
 
 def parse_result(text: str | None) -> dict[str, Any] | None:
     """A stored result text as a dict; ``None`` when absent or not a JSON object."""
@@ -154,6 +183,8 @@ class OrthancGateway:
             if code in (_ORTHANC_INEXISTENT_ITEM, _ORTHANC_UNKNOWN_RESOURCE):
                 raise NotFoundError(f"{method} {uri}: {detail}") from exc
             raise GatewayError(f"{method} {uri} failed: {detail}") from exc
+        if answer is None:  # RestApiDelete answers nothing
+            return b""
         return bytes(answer) if not isinstance(answer, bytes) else answer
 
     def _get_json(self, uri: str) -> Any:
@@ -228,3 +259,29 @@ class OrthancGateway:
 
     def list_studies(self, since: int, limit: int) -> list[str]:
         return [str(s) for s in self._get_json(f"/studies?since={since}&limit={limit}")]
+
+    # -- pseudonymization, labels and datasets -------------------------------------------
+    def study_tags(self, study_id: str) -> dict[str, str]:
+        study = self._get_json(f"/studies/{study_id}")
+        tags = {**study.get("MainDicomTags", {}), **study.get("PatientMainDicomTags", {})}
+        return {str(k): str(v) for k, v in tags.items()}
+
+    def instance_tags(self, instance_id: str) -> dict[str, Any]:
+        return dict(self._get_json(f"/instances/{instance_id}/simplified-tags"))
+
+    def anonymize_instance(self, instance_id: str, request: dict[str, Any]) -> bytes:
+        return self._call("RestApiPost", f"/instances/{instance_id}/anonymize", json.dumps(request).encode("utf-8"))
+
+    def delete_instance(self, instance_id: str) -> None:
+        self._call("RestApiDelete", f"/instances/{instance_id}")
+
+    def lookup_instance(self, sop_instance_uid: str) -> str | None:
+        found = json.loads(self._call("RestApiPost", "/tools/lookup", sop_instance_uid.encode("ascii", "replace")))
+        return next((str(f["ID"]) for f in found if f.get("Type") == "Instance"), None)
+
+    def read_study_metadata(self, study_id: str, name: str) -> str | None:
+        value = self._get_json(f"/studies/{study_id}/metadata?expand").get(name)
+        return None if value is None else str(value)
+
+    def write_study_metadata(self, study_id: str, name: str, text: str) -> None:
+        self._call("RestApiPut", f"/studies/{study_id}/metadata/{name}", text.encode("utf-8"))

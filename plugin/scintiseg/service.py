@@ -42,6 +42,11 @@ MAX_FAILURES = 200
 
 #: Builds the :class:`StudyJobs` (loads the models); replaced in tests.
 JobsFactory = Callable[[Config, Gateway], StudyJobs]
+#: A worker step before the study job (e.g. pseudonymization, :mod:`scintiseg.intake`):
+#: ``step(study_id, should_stop)`` is True when it took the study, which is then not segmented.
+BeforeStep = Callable[[str, Callable[[], bool]], bool]
+#: A worker step after the study job (e.g. physician labels): ``step(study_id, result, should_stop)``.
+AfterStep = Callable[[str, "dict[str, Any] | None", Callable[[], bool]], None]
 
 
 def load_jobs(config: Config, gateway: Gateway) -> StudyJobs:
@@ -87,6 +92,9 @@ class Service:
         self._failures_lock = threading.Lock()
         #: hands studies on StableAge after their last instance (``TrackStability``)
         self.tracker: StabilityTracker | None = None
+        #: worker steps around each study job; each has its own error boundary
+        self.before_job: list[BeforeStep] = []
+        self.after_job: list[AfterStep] = []
 
     # -- events ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -163,8 +171,12 @@ class Service:
         jobs = self.jobs
         if jobs is None:
             return None
+        if any(step(study_id, should_stop) for step in self.before_job):
+            return None
         result = jobs.run(study_id, should_stop, retry_failed=options.retry_failed, force=options.force)
         self._note_outcome(study_id, result)
+        for after in self.after_job:
+            after(study_id, result, should_stop)
         return result
 
     def _note_outcome(self, study_id: str, result: dict[str, Any] | None) -> None:

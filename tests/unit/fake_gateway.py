@@ -65,6 +65,7 @@ class FakeGateway:
     calls: list[str] = field(default_factory=list)
     fail_on: dict[str, Exception] = field(default_factory=dict)  # method name -> exception
     on_store: Callable[[bytes], None] | None = None
+    extra_metadata: dict[tuple[str, str], str] = field(default_factory=dict)  # (study, name) -> text
 
     # -- test set-up ---------------------------------------------------------------------
     def add(self, ds: Dataset) -> str:
@@ -175,6 +176,65 @@ class FakeGateway:
     def list_studies(self, since: int, limit: int) -> list[str]:
         self._call("list_studies")
         return list(self.last_update)[since : since + limit]
+
+    # -- pseudonymization, labels and datasets ----------------------------------------
+    def study_tags(self, study_id: str) -> dict[str, str]:
+        self._call("study_tags")
+        iids = [i for i, s in self.study_of.items() if s == study_id]
+        if not iids:
+            raise NotFoundError(study_id)
+        ds = pydicom.dcmread(io.BytesIO(self.instances[iids[0]].data), stop_before_pixels=True)
+        return {k: str(ds.get(k, "")) for k in ("PatientName", "PatientID", "AccessionNumber", "StudyDate",
+                                                 "StudyInstanceUID")}
+
+    def instance_tags(self, instance_id: str) -> dict[str, Any]:
+        self._call("instance_tags")
+        ds = pydicom.dcmread(io.BytesIO(self.instance_file(instance_id)), stop_before_pixels=True)
+        return {e.keyword: str(e.value) for e in ds if e.keyword and e.VR != "SQ"}
+
+    def anonymize_instance(self, instance_id: str, request: dict[str, Any]) -> bytes:
+        """Orthanc's anonymization, as far as the tests can tell: Replace, Remove, identity cleared."""
+        self._call("anonymize_instance")
+        ds = pydicom.dcmread(io.BytesIO(self.instance_file(instance_id)))
+        for keyword in ("PatientBirthDate", "InstitutionName", "ReferringPhysicianName", "StudyDate"):
+            if keyword in ds and keyword not in request.get("Keep", []):
+                setattr(ds, keyword, "")
+        ds.remove_private_tags()
+        for keyword in request.get("Remove", []):
+            if keyword in ds:
+                delattr(ds, keyword)
+        for keyword, value in request.get("Replace", {}).items():
+            setattr(ds, keyword, value)
+        ds.PatientIdentityRemoved = "YES"
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        buf = io.BytesIO()
+        pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+        return buf.getvalue()
+
+    def delete_instance(self, instance_id: str) -> None:
+        self._call("delete_instance")
+        if instance_id not in self.instances:
+            raise NotFoundError(instance_id)
+        del self.instances[instance_id]
+        study = self.study_of.pop(instance_id)
+        if study not in self.study_of.values():
+            self.last_update.pop(study, None)
+            self.metadata.pop(study, None)
+
+    def lookup_instance(self, sop_instance_uid: str) -> str | None:
+        self._call("lookup_instance")
+        return next((i.instance_id for i in self.instances.values() if i.sop_instance_uid == sop_instance_uid),
+                    None)
+
+    def read_study_metadata(self, study_id: str, name: str) -> str | None:
+        self._call("read_study_metadata")
+        return self.extra_metadata.get((study_id, name))
+
+    def write_study_metadata(self, study_id: str, name: str, text: str) -> None:
+        self._call("write_study_metadata")
+        if study_id not in self.last_update:
+            raise NotFoundError(study_id)
+        self.extra_metadata[(study_id, name)] = text
 
 
 @dataclass
