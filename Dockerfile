@@ -21,14 +21,23 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/scintiseg
-# One source of truth for the runtime dependencies: the file `make setup`
-# installs (requirements-dev.txt starts with `-r requirements.txt`).
-COPY requirements.txt ./requirements.txt
+# The scintiseg package is installed from its sources, as `pip install .` does,
+# with the exact versions of constraints.txt (the file `make venv` installs
+# with): the wheel carries the code, the Explorer script and the `scintiseg`
+# command; the image keeps no source tree. Training and development extras are
+# not installed.
+COPY constraints.txt pyproject.toml /tmp/scintiseg-src/
+COPY plugin/scintiseg/ /tmp/scintiseg-src/plugin/scintiseg/
+COPY phantoms/ /tmp/scintiseg-src/phantoms/
+COPY training/ /tmp/scintiseg-src/training/
 RUN python3 -m venv /opt/scintiseg/.venv \
  && /opt/scintiseg/.venv/bin/pip install --no-cache-dir --upgrade pip \
- && /opt/scintiseg/.venv/bin/pip install --no-cache-dir -r requirements.txt
+ && /opt/scintiseg/.venv/bin/pip install --no-cache-dir -c /tmp/scintiseg-src/constraints.txt /tmp/scintiseg-src \
+ && rm -rf /tmp/scintiseg-src
 
-COPY plugin/ ./plugin/
+# The entry script (a thin shim: it puts the venv on sys.path and registers the
+# package's callbacks) and the models, named by SCINTISEG_MODELS below.
+COPY plugin/scintiseg_plugin.py ./plugin/scintiseg_plugin.py
 COPY models/ ./models/
 # The configuration the image loads: the repository's orthanc.json, as the
 # image's only configuration file. Deployment keys (storage, network, users,
@@ -36,6 +45,7 @@ COPY models/ ./models/
 COPY orthanc.json /etc/orthanc/orthanc.json
 
 ENV SCINTISEG_VENV=/opt/scintiseg/.venv \
+    SCINTISEG_MODELS=/opt/scintiseg/models \
     TCP_NODELAY=1 \
     PYTHON_PLUGIN_ENABLED=true \
     DICOM_WEB_PLUGIN_ENABLED=true \

@@ -22,11 +22,15 @@ apt:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+# The package in editable mode with its extras, every version from constraints.txt; and the
+# runtime dependencies' wheels in $(WHEELHOUSE), from which the wheel test
+# (tests/integration/test_wheel.py) installs the built wheel in a fresh venv, offline.
+WHEELHOUSE := $(VENV)/wheelhouse
+$(VENV)/.installed: constraints.txt pyproject.toml
 	@test -x $(PY) || $(SYSTEM_PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt
-	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip install -q -c constraints.txt -e '.[training,dev]'
+	$(PY) -m pip download -q -d $(WHEELHOUSE) -c constraints.txt --no-build-isolation .
 	@touch $@
 
 # The OHIF viewer (npm package @ohif/app, pinned), served by the plugin at /ohif/.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -22,11 +23,14 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from scintiseg.cli import default_models_dir
+from scintiseg.config import MODELS_ENV
 from scintiseg.inference import Segmenter
 from scintiseg.pipeline import Pipeline
 from scintiseg_phantoms.dicom import scan_to_dataset, study_uids
 from scintiseg_phantoms.thyroid import generate_scan
+
+#: The checkout's models, unless $SCINTISEG_MODELS or --models names others.
+REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
 
 
 def make_source(matrix: int, seed: int) -> bytes:
@@ -63,7 +67,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--matrix", type=int, default=256)
     ap.add_argument("--repeat", type=int, default=30)
-    ap.add_argument("--models", default=str(default_models_dir()))
+    ap.add_argument("--models", default=os.environ.get(MODELS_ENV) or str(REPO_MODELS))
     ap.add_argument("--providers", default="CUDAExecutionProvider,CPUExecutionProvider")
     ap.add_argument("--json", help="also write the figures to this JSON file")
     args = ap.parse_args()

@@ -21,11 +21,14 @@ HTTP routes (Orthanc REST callbacks, so Orthanc's authentication applies):
   plus ``GET /scintiseg/status`` (diagnostics: worker, start-up scan, plugin features);
 * ``/ohif/...``: the OHIF viewer (:mod:`scintiseg.ohif`), installed by
   ``scripts/setup-ohif.sh``; it reads Orthanc's DICOMweb plugin;
-* Orthanc Explorer gets ``explorer/scintiseg-explorer.js`` (a ScintiSeg box on
-  study pages).
+* Orthanc Explorer gets the script of :mod:`scintiseg.explorer` (a ScintiSeg
+  box on study pages).
 
 The virtual environment is ``$SCINTISEG_VENV`` or ``<repo>/.venv``; Orthanc's
 embedded interpreter must be the one it was made from (same minor version).
+It holds the ``scintiseg`` package: the checkout's editable install
+(``make venv``) or the wheel (the Docker image). Relative folders of the
+configuration are taken from the folder holding ``plugin/``.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def _add_paths() -> None:
-    """The venv's packages first (they must win over any system ones), then our package."""
+    """The venv's packages first: they must win over any system ones."""
     venv = Path(os.environ.get("SCINTISEG_VENV") or HERE.parent / ".venv")
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     packages = venv / "lib" / version / "site-packages"
@@ -56,13 +59,11 @@ def _add_paths() -> None:
         orthanc.LogError(
             f"ScintiSeg: no {version} virtual environment at {venv} (run 'make setup' or set SCINTISEG_VENV)"
         )
-    if str(HERE) not in sys.path:
-        sys.path.insert(0, str(HERE))
 
 
 _add_paths()
 
-from scintiseg import ohif, rest  # noqa: E402  (after _add_paths)
+from scintiseg import explorer, ohif, rest  # noqa: E402  (after _add_paths)
 from scintiseg.backend import PluginBackend  # noqa: E402
 from scintiseg.config import ConfigError, load_config  # noqa: E402
 from scintiseg.gateway import OrthancGateway  # noqa: E402
@@ -70,7 +71,7 @@ from scintiseg.intake import install_steps  # noqa: E402
 from scintiseg.service import Service, install_orthanc_logging  # noqa: E402
 
 try:
-    CONFIG = load_config(json.loads(orthanc.GetConfiguration()))
+    CONFIG = load_config(json.loads(orthanc.GetConfiguration()), root=HERE.parent)
 except ConfigError as exc:
     orthanc.LogError(f"ScintiSeg: invalid configuration, Orthanc cannot start: {exc}")
     raise
@@ -170,4 +171,4 @@ if FEATURES["RegisterRestCallback"]:
     orthanc.RegisterRestCallback("/ohif", ohif_root)
     orthanc.RegisterRestCallback("/ohif/(.*)", ohif_site)
 if hasattr(orthanc, "ExtendOrthancExplorer"):
-    orthanc.ExtendOrthancExplorer((HERE / "explorer" / "scintiseg-explorer.js").read_text(encoding="utf-8"))
+    orthanc.ExtendOrthancExplorer(explorer.script())

@@ -13,7 +13,7 @@
 #   SCINTISEG_DATA         database + storage + generated config      default ./data
 #   SCINTISEG_CONFIG       the Orthanc configuration to load          default ./orthanc.json
 #   SCINTISEG_SCU_AETS     calling AETs allowed to send from 127.0.0.1 default "STORESCU ECHOSCU"
-#   SCINTISEG_MODELS       models folder, overrides ScintiSeg.ModelsDirectory
+#   SCINTISEG_MODELS       models folder, overrides ScintiSeg.ModelsDirectory  default ./models
 #   SCINTISEG_VENV         virtual environment of the plugin          default ./.venv
 #   ORTHANC_BIN, ORTHANC_PYTHON_PLUGIN, ORTHANC_DICOMWEB_PLUGIN   where Debian's packages
 #                          put them (ORTHANC_DICOMWEB_PLUGIN="" leaves DICOMweb out)
@@ -31,6 +31,8 @@ PYTHON_PLUGIN="${ORTHANC_PYTHON_PLUGIN:-/usr/share/orthanc/plugins/libOrthancPyt
 # DICOMweb (for web viewers) is loaded when installed; set it empty to leave it out.
 DICOMWEB_PLUGIN="${ORTHANC_DICOMWEB_PLUGIN-/usr/share/orthanc/plugins/libOrthancDicomWeb.so}"
 export SCINTISEG_VENV="${SCINTISEG_VENV:-$ROOT/.venv}"
+# The plugin has no default models folder: the checkout's, unless the caller names another.
+export SCINTISEG_MODELS="${SCINTISEG_MODELS:-$ROOT/models}"
 
 die() { echo "run-orthanc: $*" >&2; exit 1; }
 port_ok() { [[ "$1" =~ ^[0-9]+$ ]] && (( $1 >= 1 && $1 <= 65535 )); }
@@ -92,7 +94,6 @@ EOF
 AET="$(grep -o '"DicomAet"[[:space:]]*:[[:space:]]*"[^"]*"' "$CONFIG" | head -n1 | sed 's/.*"\([^"]*\)"$/\1/' || true)"
 AET="${AET:-ORTHANC}"
 first_scu="${SCU_AETS%% *}"
-models_dir="${SCINTISEG_MODELS:-$ROOT/models}"
 
 cat <<EOF
 ScintiSeg on Orthanc $("$ORTHANC_BIN" --version 2>/dev/null | head -n1 | awk '{print $2}') (loopback only)
@@ -107,8 +108,8 @@ ScintiSeg on Orthanc $("$ORTHANC_BIN" --version 2>/dev/null | head -n1 | awk '{p
   Data             : $DATA (configuration in $CONFIG_DIR)
 EOF
 [[ -z "$dicomweb_line" ]] || echo "$dicomweb_line"
-if ! ls "$models_dir"/*/card.json >/dev/null 2>&1; then
-  echo "  WARNING: no trained models in $models_dir yet: the plugin stays off until they are there." >&2
+if ! ls "$SCINTISEG_MODELS"/*/card.json >/dev/null 2>&1; then
+  echo "  WARNING: no trained models in $SCINTISEG_MODELS yet: the plugin stays off until they are there." >&2
 fi
 echo "Press Ctrl+C to stop."
 

@@ -32,10 +32,8 @@ mkdir -p "$out"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# The two packages by their import names, without installing anything.
-ln -s "$PWD/plugin/scintiseg" "$work/scintiseg"
-ln -s "$PWD/training" "$work/scintiseg_training"
-export PYTHONPATH="$work${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+# The packages from their source folders, without installing anything.
+export PYTHONPATH="$PWD/plugin:$PWD/phantoms:$PWD/training${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 log="$out/train-gpu.log"
 : >"$log"
 

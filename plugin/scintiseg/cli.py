@@ -1,13 +1,15 @@
 """The ``scintiseg`` command line.
 
-``scintiseg segment INPUT... --out DIR``
+``scintiseg segment INPUT... --out DIR [--models DIR]``
     DICOM files or folders in; one SEG per source NM instance out, and one
     summary line per image. Inputs that are not NM images or cannot be read
     get a message and are skipped; the exit code is 1 if any input failed.
+    The models folder is ``--models``, else ``$SCINTISEG_MODELS``.
 ``scintiseg generate --out DIR``
-    A synthetic study set (NM Image Storage files) for demos and tests.
+    A synthetic study set (NM Image Storage files) for demos and tests
+    (the phantom package ``scintiseg_phantoms``).
 ``scintiseg train|evaluate|export|dataset ...``
-    The training commands of ``scintiseg_training`` (need the dev install with torch).
+    The training commands of ``scintiseg_training`` (need ``scintiseg[training]``: torch, onnx).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from . import __version__
+from .config import MODELS_ENV, MODELS_HINT, ConfigError, models_folder
 from .nm import NotNMImageError, UnreadableImageError, is_nm_image
 
 log = logging.getLogger("scintiseg")
@@ -38,12 +41,13 @@ TRAINING_COMMANDS = {
 }
 
 
-def default_models_dir() -> Path:
-    """``$SCINTISEG_MODELS``, else the repository's ``models/`` folder."""
-    env = os.environ.get("SCINTISEG_MODELS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "models"
+def resolve_models_dir(given: str | None) -> Path:
+    """``--models``, else ``$SCINTISEG_MODELS``: an existing folder, or :class:`ConfigError` saying how to name one."""
+    folder = models_folder(given, os.environ)
+    if not folder.is_dir():
+        source = "--models" if given else f"${MODELS_ENV}"
+        raise ConfigError(f"cannot load the models: the folder {folder} ({source}) does not exist; {MODELS_HINT}")
+    return folder
 
 
 def iter_inputs(paths: Sequence[str]) -> Iterator[Path]:
@@ -83,6 +87,11 @@ class Progress:
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
+    try:
+        models_dir = resolve_models_dir(args.models)
+    except ConfigError as exc:
+        print(f"scintiseg segment: {exc}", file=sys.stderr)
+        return 2
     from .inference import DEFAULT_PROVIDERS, InferenceError, Segmenter
     from .modelcard import ModelCardError
     from .pipeline import OutputOptions, Pipeline
@@ -95,7 +104,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     providers = args.providers.split(",") if args.providers else list(DEFAULT_PROVIDERS)
     try:
-        segmenter = Segmenter.from_models_dir(Path(args.models), providers=providers)
+        segmenter = Segmenter.from_models_dir(models_dir, providers=providers)
     except (ModelCardError, InferenceError) as exc:
         print(f"scintiseg: cannot load the models: {exc}", file=sys.stderr)
         return 2
@@ -147,9 +156,16 @@ def summary_line(path: Path, frames: list[dict], total_ms: float, target: Path) 
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from scintiseg_phantoms.dicom import scan_to_dataset, study_uids
-    from scintiseg_phantoms.thyroid import generate_scan
-
+    try:
+        from scintiseg_phantoms.dicom import scan_to_dataset, study_uids
+        from scintiseg_phantoms.thyroid import generate_scan
+    except ImportError as exc:
+        print(
+            f"scintiseg generate: the phantom package scintiseg_phantoms is not installed ({exc}); "
+            "it ships in the scintiseg wheel and in the checkout's `make venv`",
+            file=sys.stderr,
+        )
+        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.frames < 1:
@@ -182,7 +198,7 @@ def run_training_command(name: str, argv: Sequence[str]) -> int:
     except ImportError as exc:
         print(
             f"scintiseg {name}: the training tools are not installed ({exc}); "
-            "run `make setup` for the development environment",
+            "install scintiseg[training] (torch, onnx), or run `make venv` in the checkout",
             file=sys.stderr,
         )
         return 2
@@ -198,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     seg = sub.add_parser("segment", help="segment NM DICOM files into DICOM-SEG files")
     seg.add_argument("inputs", nargs="+", help="DICOM files or folders")
     seg.add_argument("--out", required=True, help="folder for the SEG files")
-    seg.add_argument("--models", default=str(default_models_dir()), help="models folder")
+    seg.add_argument("--models", default=None, help=f"models folder (default: ${MODELS_ENV})")
     seg.add_argument(
         "--providers", default="", help="onnxruntime execution providers, comma-separated"
     )

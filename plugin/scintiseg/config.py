@@ -35,7 +35,7 @@ NM_IMAGE_STORAGE_RETIRED = "1.2.840.10008.5.1.4.1.1.5"
 #: The option names of the ``ScintiSeg`` section and their defaults.
 DEFAULTS: dict[str, Any] = {
     "Enabled": True,
-    "ModelsDirectory": "models",
+    "ModelsDirectory": None,
     "ExecutionProviders": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "InferenceThreads": 0,
     "WorkerThreads": 1,
@@ -58,8 +58,14 @@ DEFAULTS: dict[str, Any] = {
     "Anonymization": dict(ANONYMIZATION_DEFAULTS),
 }
 
-#: ``ModelsDirectory`` given here wins over the configuration (tests, ``make run``).
+#: ``ModelsDirectory`` given here wins over the configuration (``make run``, the image, tests).
 MODELS_ENV = "SCINTISEG_MODELS"
+#: The ways to name the models folder; the package never guesses it from its own path,
+#: so that an installed wheel works wherever it lies.
+MODELS_HINT = (
+    "name the models folder with ScintiSeg.ModelsDirectory in Orthanc's configuration, "
+    f"the {MODELS_ENV} environment variable, or --models on the scintiseg command line"
+)
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -117,11 +123,6 @@ class Config:
     labels_metadata: str | None = None
 
 
-def app_root() -> Path:
-    """The folder holding ``plugin/`` (the repository, or ``/opt/scintiseg`` in the image)."""
-    return Path(__file__).resolve().parents[2]
-
-
 def strip_json_comments(text: str) -> str:
     """Remove ``//`` and ``/* */`` comments outside strings, as Orthanc's reader does."""
     out: list[str] = []
@@ -175,12 +176,23 @@ def _bool(section: Mapping[str, Any], key: str) -> bool:
     return value
 
 
-def _folder(value: Any, key: str, root: Path) -> Path:
-    """A folder option: a non-empty path, relative ones taken from ``root``."""
+def _folder(value: Any, key: str, root: Path | None) -> Path:
+    """A folder option: a non-empty path, relative ones taken from ``root`` (else the working folder)."""
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{SECTION}.{key} must be a folder path, got {value!r}")
     folder = Path(value).expanduser()
-    return folder if folder.is_absolute() else root / folder
+    return folder if folder.is_absolute() else (Path.cwd() if root is None else root) / folder
+
+
+def models_folder(value: str | None, environ: Mapping[str, str], root: Path | None = None) -> Path:
+    """The models folder: ``value`` (configuration or ``--models``), else ``$SCINTISEG_MODELS``.
+
+    Raises :class:`ConfigError` naming the three ways when neither is set.
+    """
+    chosen = value or environ.get(MODELS_ENV)
+    if chosen is None or chosen == "":
+        raise ConfigError(f"no models folder: {MODELS_HINT}")
+    return _folder(chosen, "ModelsDirectory", root)
 
 
 def _str_list(section: Mapping[str, Any], key: str) -> tuple[str, ...]:
@@ -219,20 +231,20 @@ def parse_section(
 ) -> Config:
     """Validate a ``ScintiSeg`` section (``None`` means all defaults).
 
-    A relative ``ModelsDirectory`` is taken relative to ``root`` (default
-    :func:`app_root`), not to Orthanc's working folder, so the same
-    configuration works from ``make run`` and in the Docker image. The
-    environment variable ``SCINTISEG_MODELS`` overrides it.
+    Relative folders are taken from ``root``: the entry script passes the
+    folder that holds it (the repository, ``/opt/scintiseg`` in the image),
+    not Orthanc's working folder; without ``root``, from the working folder.
+    The models folder has no default (see :data:`MODELS_HINT`): the
+    environment variable ``SCINTISEG_MODELS`` overrides ``ModelsDirectory``.
     """
     section = {} if section is None else section
     if not isinstance(section, Mapping):
         raise ConfigError(f"{SECTION} must be a JSON object, got {type(section).__name__}")
     _check_unknown(section)
     environ = os.environ if environ is None else environ
-    root = app_root() if root is None else root
 
     enabled = _bool(section, "Enabled")
-    models_dir = _folder(environ.get(MODELS_ENV) or _option(section, "ModelsDirectory"), "ModelsDirectory", root)
+    models_dir = models_folder(environ.get(MODELS_ENV) or _option(section, "ModelsDirectory"), {}, root)
 
     providers = _str_list(section, "ExecutionProviders")
     for p in providers:

@@ -27,8 +27,6 @@ from __future__ import annotations
 import re
 from pathlib import Path, PurePosixPath
 
-#: Where ``scripts/setup-ohif.sh`` puts the site, relative to the repository.
-DEFAULT_SITE = Path(__file__).resolve().parents[2] / "build" / "ohif" / "site"
 #: The URL prefix the site was built for (``OHIF_PREFIX`` of the setup script).
 PREFIX = "/ohif/"
 #: OHIF's study viewer route (``@ohif/mode-longitudinal``), below :data:`PREFIX`.

@@ -1,5 +1,5 @@
 // Open a study's page in Orthanc Explorer in headless Chromium, wait for ScintiSeg's panel
-// (plugin/explorer/scintiseg-explorer.js) to show a status, take a screenshot, and print one
+// (plugin/scintiseg/explorer/scintiseg-explorer.js) to show a status, take a screenshot, and print one
 // JSON line: the panel's lines and links.
 //
 //   node tests/e2e/explorer_panel.mjs --url http://host:port/app/explorer.html#study?uuid=ID

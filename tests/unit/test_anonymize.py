@@ -139,20 +139,21 @@ def test_kept_original_is_marked_and_copied_once() -> None:
 
 def test_config_requires_a_secret_and_never_shows_it(tmp_path: Path) -> None:
     base = {"UserMetadata": {"ScintiSegResult": 4242}}
+    models = {"SCINTISEG_MODELS": str(tmp_path)}  # the models folder has no default
     with pytest.raises(ConfigError, match="Secret is required"):
-        load_config({**base, "ScintiSeg": {"Anonymization": {"Enabled": True}}}, root=tmp_path, environ={})
+        load_config({**base, "ScintiSeg": {"Anonymization": {"Enabled": True}}}, root=tmp_path, environ=models)
     with pytest.raises(ConfigError, match="at least 16"):
         load_config({**base, "ScintiSeg": {"Anonymization": {"Enabled": True, "Secret": "short"}}},
-                    root=tmp_path, environ={})
+                    root=tmp_path, environ=models)
     with pytest.raises(ValueError, match="Keep may not name .*PatientID"):
         parse_anonymization({"Keep": ["PatientID"]}, {})
     with pytest.raises(ValueError, match="unknown option"):
         parse_anonymization({"Enable": True}, {})
     config = load_config({**base, "ScintiSeg": {"Anonymization": {"Enabled": True, "Secret": SECRET}}},
-                         root=tmp_path, environ={})
+                         root=tmp_path, environ=models)
     assert config.anonymization.enabled and config.anonymization.secret == SECRET
     assert SECRET not in repr(config)
     from_env = load_config({**base, "ScintiSeg": {"Anonymization": {"Enabled": True}}}, root=tmp_path,
-                           environ={"SCINTISEG_ANONYMIZATION_SECRET": SECRET})
+                           environ={**models, "SCINTISEG_ANONYMIZATION_SECRET": SECRET})
     assert from_env.anonymization.secret == SECRET
-    assert not load_config(base, root=tmp_path, environ={}).anonymization.enabled
+    assert not load_config(base, root=tmp_path, environ=models).anonymization.enabled

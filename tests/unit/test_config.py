@@ -10,9 +10,11 @@ import pytest
 from scintiseg.config import (
     DEFAULTS,
     MODELS_ENV,
+    MODELS_HINT,
     NM_IMAGE_STORAGE,
     ConfigError,
     load_config,
+    models_folder,
     parse_section,
     strip_json_comments,
 )
@@ -21,7 +23,8 @@ ROOT = Path("/opt/app")
 
 
 def parse(section: dict[str, Any] | None, **env: str) -> Any:
-    return parse_section(section, root=ROOT, environ=env)
+    """``section`` with a models folder (there is no default one) unless it names its own."""
+    return parse_section({"ModelsDirectory": "models", **(section or {})}, root=ROOT, environ=env)
 
 
 def test_defaults() -> None:
@@ -44,6 +47,24 @@ def test_models_dir_absolute_relative_and_env() -> None:
     assert parse({"ModelsDirectory": "/srv/m"}).models_dir == Path("/srv/m")
     assert parse({"ModelsDirectory": "x/y"}).models_dir == ROOT / "x/y"
     assert parse({"ModelsDirectory": "x"}, **{MODELS_ENV: "/tmp/m"}).models_dir == Path("/tmp/m")
+    assert parse_section(None, root=ROOT, environ={MODELS_ENV: "m"}).models_dir == ROOT / "m"
+    # without a root (the command line), relative folders are the working folder's
+    assert parse_section({"ModelsDirectory": "m"}, environ={}).models_dir == Path.cwd() / "m"
+
+
+def test_the_models_folder_has_no_default_and_the_error_names_the_three_ways() -> None:
+    assert DEFAULTS["ModelsDirectory"] is None
+    for section in (None, {"ModelsDirectory": None}, {"ModelsDirectory": ""}):
+        with pytest.raises(ConfigError) as info:
+            parse_section(section, root=ROOT, environ={})
+        message = str(info.value)
+        assert MODELS_HINT in message
+        assert all(way in message for way in ("ScintiSeg.ModelsDirectory", MODELS_ENV, "--models"))
+    # the command line's order: --models, else the environment
+    assert models_folder("/a", {MODELS_ENV: "/b"}) == Path("/a")
+    assert models_folder(None, {MODELS_ENV: "/b"}) == Path("/b")
+    with pytest.raises(ConfigError, match="no models folder"):
+        models_folder(None, {})
 
 
 def test_rules_are_compiled() -> None:
@@ -84,13 +105,13 @@ def test_section_must_be_an_object() -> None:
 
 def test_load_config_requires_the_metadata_declaration() -> None:
     with pytest.raises(ConfigError, match='declare the metadata "ScintiSegResult" in "UserMetadata"'):
-        load_config({"ScintiSeg": {}}, root=ROOT, environ={})
-    cfg = load_config({"UserMetadata": {"ScintiSegResult": 4242}}, root=ROOT, environ={})
+        load_config({"ScintiSeg": {"ModelsDirectory": "m"}}, root=ROOT, environ={})
+    cfg = load_config({"UserMetadata": {"ScintiSegResult": 4242}}, root=ROOT, environ={MODELS_ENV: "/m"})
     assert cfg.result_metadata == "ScintiSegResult"
 
 
 def test_every_default_is_valid() -> None:
-    parse(dict(DEFAULTS))
+    parse({**DEFAULTS, "ModelsDirectory": "models"})  # the one option without a default
 
 
 def test_strip_json_comments_keeps_strings() -> None:

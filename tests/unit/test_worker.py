@@ -126,7 +126,7 @@ def test_submit_is_cheap() -> None:
 
 # -- Service --------------------------------------------------------------------------------
 def config(**section: Any) -> Config:
-    return parse_section(section, environ={})
+    return parse_section({"ModelsDirectory": "models", **section}, environ={})
 
 
 def fake_factory(pipe: FakePipeline) -> Any:
