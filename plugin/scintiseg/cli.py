@@ -29,7 +29,7 @@ from pydicom.errors import InvalidDicomError
 
 from . import __version__
 from .config import MODELS_ENV, MODELS_HINT, ConfigError, models_folder
-from .nm import NotNMImageError, UnreadableImageError, is_nm_image
+from .nm import NotNMImageError, SkippedImageError, UnreadableImageError, is_nm_image
 
 log = logging.getLogger("scintiseg")
 
@@ -126,7 +126,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
                     f"SOP class {getattr(ds, 'SOPClassUID', '?')})"
                 )
             result = pipeline.process(ds)
-        except (NotNMImageError, UnreadableImageError) as exc:
+        except (SkippedImageError, UnreadableImageError) as exc:
             failed += 1
             print(f"SKIP {path}: {exc}", file=sys.stderr)
         except Exception as exc:  # one error boundary per input: report and go on

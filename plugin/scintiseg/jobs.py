@@ -46,7 +46,7 @@ from pydicom.errors import InvalidDicomError
 from . import __version__
 from .config import Selection
 from .gateway import Gateway, InstanceInfo, NotFoundError, SeriesInfo
-from .nm import NotNMImageError, UnreadableImageError
+from .nm import SkippedImageError, UnreadableImageError
 
 log = logging.getLogger(__name__)
 
@@ -334,8 +334,9 @@ class StudyJobs:
             stored = self.gateway.store_instance(buf.getvalue())
             timings["store_ms"] = _ms(t)
             self._stored(stored.instance_id)
-        except NotNMImageError as exc:
-            return {**base, "status": SKIPPED, "reason": str(exc)}
+        except SkippedImageError as exc:
+            # not an NM image, or nothing to segment (no counts): no SEG, the reason and its code
+            return {**base, "status": SKIPPED, "reason": str(exc), "flags": [{"code": exc.code, "message": str(exc)}]}
         except UnreadableImageError as exc:
             log.warning("study %s: instance %s unreadable: %s", study_id, inst.instance_id, exc)
             return {**base, "status": FAILED, "reason": str(exc)}

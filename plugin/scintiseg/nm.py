@@ -41,8 +41,16 @@ NM_IMAGE_STORAGE_RETIRED = "1.2.840.10008.5.1.4.1.1.5"
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
-class NotNMImageError(ValueError):
+class SkippedImageError(ValueError):
+    """An image that is not segmented, for a reason a user reads (``code`` names it)."""
+
+    code = "skipped"
+
+
+class NotNMImageError(SkippedImageError):
     """The instance is not a nuclear-medicine image (wrong SOP class / modality)."""
+
+    code = "not_nm"
 
 
 class UnreadableImageError(ValueError):

@@ -10,8 +10,13 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from scintiseg.preprocess import full_window, gland_window, model_input
+from scintiseg_phantoms.thyroid import generate_scan
+from scintiseg_training.dataset import NORMALISATION, SIZE
 from scintiseg_training.export import to_onnx_bytes
 from scintiseg_training.unet import UNet, UNetConfig, freeze_batchnorm, load_onnx_weights
+
+SHIPPED = sorted((Path(__file__).resolve().parents[2] / "models").rglob("*.onnx"))
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +85,60 @@ def test_onnx_weights_of_another_architecture_are_refused(model: UNet, tmp_path:
         load_onnx_weights(UNet(UNetConfig(base=8, depth=4)), str(path))
     with pytest.raises(ValueError, match="convolutions"):
         load_onnx_weights(UNet(UNetConfig(base=4, depth=3)), str(path))
+
+
+def _architecture(path: Path) -> UNetConfig:
+    """Base width and depth of an exported U-Net, read off its convolutions."""
+    graph = onnx.load(str(path)).graph
+    weights = {i.name: i for i in graph.initializer}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    base = int(weights[convs[0].input[1]].dims[0])
+    # depth d: 2 convolutions per encoder level, 2 per decoder level (d - 1), 1 head
+    return UNetConfig(base=base, depth=(len(convs) + 1) // 4)
+
+
+def _real_inputs() -> np.ndarray:
+    """Phantom scans through the served preprocessing, whole field and gland window."""
+    xs = []
+    for seed in (11, 12):
+        scan = generate_scan(seed)
+        counts = np.asarray(scan.counts, dtype=np.float32)
+        for window in (full_window(counts.shape), gland_window(scan.gland)):
+            xs.append(model_input(counts, window, SIZE, NORMALISATION))
+    return np.stack(xs)[:, None].astype(np.float32)
+
+
+def test_models_are_shipped() -> None:
+    assert len(SHIPPED) >= 2, SHIPPED
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[str(p.relative_to(p.parents[1])) for p in SHIPPED])
+def test_shipped_weights_back_in_pytorch_compute_what_onnx_computes(path: Path) -> None:
+    """The shipped ONNX weights loaded into the PyTorch U-Net give the same logits on real scans."""
+    net = UNet(_architecture(path))
+    load_onnx_weights(net, str(path))
+    net.eval()
+    x = _real_inputs()
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    (got,) = sess.run(None, {sess.get_inputs()[0].name: x})
+    with torch.no_grad():
+        ref = net(torch.from_numpy(x)).numpy()
+    # a real network on real scans: logits span several units, the masks are not empty
+    assert float(np.abs(ref).max()) > 1.0 and (ref > 0).any()
+    assert float(np.abs(got - ref).max()) < 1e-4
+
+
+def test_shipped_models_segment_phantom_scans() -> None:
+    """A broken or swapped model is caught: the shipped models outline the gland of normal scans."""
+    from scintiseg.inference import Segmenter
+
+    seg = Segmenter.from_models_dir(SHIPPED[0].parents[1], providers=("CPUExecutionProvider",), threads=1)
+    scores = []
+    for seed in range(4):
+        scan = generate_scan(seed, kind="normal")
+        r = seg.segment_frame(np.asarray(scan.counts), scan.pixel_spacing_mm)
+        inter = int((r.gland & scan.gland).sum())
+        scores.append(2 * inter / (int(r.gland.sum()) + int(scan.gland.sum())))
+    assert min(scores) > 0.85, scores

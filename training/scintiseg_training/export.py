@@ -117,7 +117,9 @@ def make_card(
     }
 
 
-def training_summary(ckpt: dict[str, Any], dataset: str, hardware: str | None = None) -> dict[str, Any]:
+def training_summary(
+    ckpt: dict[str, Any], dataset: str, hardware: str | None = None, parity: dict[str, Any] | None = None
+) -> dict[str, Any]:
     args = ckpt.get("args", {})
     last = ckpt["history"][-1] if ckpt.get("history") else {}
     return {
@@ -142,6 +144,7 @@ def training_summary(ckpt: dict[str, Any], dataset: str, hardware: str | None = 
         "final_validation": last.get("val", {}),
         **({"fine_tuned_from": ckpt["started_from"]} if ckpt.get("started_from") else {}),
         **({"hardware": hardware} if hardware else {}),
+        **({"export_parity": parity} if parity else {}),
     }
 
 
@@ -172,9 +175,10 @@ def export(
     task = task or ckpt["task"]
     if task != ckpt["task"]:
         raise SystemExit(f"{run} is a {ckpt['task']} run, not {task}")
-    data, diff = checked_onnx(model)
+    data, parity = checked_onnx(model, task)
+    diff = parity["max_abs_logit_diff"]
     if task == "gland_refine":
-        return export_refine(data, diff, ckpt, models, dataset, metrics, hardware, version)
+        return export_refine(data, parity, ckpt, models, dataset, metrics, hardware, version)
     folder = models / model_name(task)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model.onnx").write_bytes(data)
@@ -185,7 +189,7 @@ def export(
         previous = json.loads((folder / CARD_FILE).read_text(encoding="utf-8"))
         if metrics is None and previous.get("sha256") == sha:
             old = previous.get("metrics", {})
-    card = make_card(task, sha, training_summary(ckpt, dataset, hardware), metrics or old, version)
+    card = make_card(task, sha, training_summary(ckpt, dataset, hardware, parity), metrics or old, version)
     if previous.get("refine") and (folder / REFINE_ONNX).is_file():
         card["refine"] = previous["refine"]  # a second pass outlives a new first pass
     write_card(folder, card)
@@ -197,21 +201,53 @@ def export(
     return folder
 
 
-def checked_onnx(model: torch.nn.Module) -> tuple[bytes, float]:
-    """ONNX bytes of ``model``, within the size limit and agreeing with PyTorch; and that agreement."""
+#: Phantom scans whose served model inputs check every export (PyTorch vs onnxruntime).
+PARITY_SEEDS = (1, 2, 3)
+#: Largest logit difference an export may show on them.
+PARITY_TOLERANCE = 1e-3
+
+
+def parity_inputs(task: str, seeds: tuple[int, ...] = PARITY_SEEDS) -> np.ndarray:
+    """Real model inputs ``(N, 1, S, S)``: phantom scans through the served preprocessing.
+
+    The gland model sees the whole field; the nodule model and the gland second
+    pass see the window around the true gland, as they do at serving time.
+    """
+    from scintiseg.preprocess import full_window, gland_window, model_input
+    from scintiseg_phantoms.thyroid import generate_scan
+
+    inputs = []
+    for seed in seeds:
+        scan = generate_scan(seed)
+        counts = np.asarray(scan.counts, dtype=np.float32)
+        window = full_window(counts.shape) if WINDOW[task] == "full" else gland_window(scan.gland)
+        inputs.append(model_input(counts, window, SIZE, NORMALISATION))
+    return np.stack(inputs)[:, None].astype(np.float32)
+
+
+def checked_onnx(model: torch.nn.Module, task: str) -> tuple[bytes, dict[str, Any]]:
+    """ONNX bytes of ``model``, within the size limit and agreeing with PyTorch on real inputs.
+
+    Returns the bytes and the parity record written into the card (``training.export_parity``).
+    """
     data = to_onnx_bytes(model)
     if len(data) > MAX_BYTES:
         raise SystemExit(f"ONNX model is {len(data)} bytes, over {MAX_BYTES}")
-    x = np.random.default_rng(0).uniform(0, 1.5, (2, 1, SIZE, SIZE)).astype(np.float32)
-    diff = max_abs_diff(model, data, x)
-    if diff > 1e-3:
-        raise SystemExit(f"onnxruntime and PyTorch disagree: max |diff| = {diff}")
-    return data, diff
+    diff = max_abs_diff(model, data, parity_inputs(task))
+    if diff > PARITY_TOLERANCE:
+        raise SystemExit(f"onnxruntime and PyTorch disagree on phantom scans: max |diff| = {diff}")
+    parity = {
+        "max_abs_logit_diff": float(f"{diff:.3g}"),
+        "tolerance": PARITY_TOLERANCE,
+        "inputs": f"phantom scans (scintiseg_phantoms.thyroid seeds {', '.join(map(str, PARITY_SEEDS))}) "
+        "through the served preprocessing",
+    }
+    return data, parity
 
 
 def export_refine(
     data: bytes,
-    diff: float,
+    parity: dict[str, Any],
     ckpt: dict[str, Any],
     models: Path,
     dataset: str,
@@ -242,7 +278,7 @@ def export_refine(
             "normalisation": {"percentile": NORMALISATION.percentile, "clip": NORMALISATION.clip},
         },
         "output": {"name": "logits", "threshold": 0.0},
-        "training": training_summary(ckpt, dataset, hardware),
+        "training": training_summary(ckpt, dataset, hardware, parity),
     }
     if metrics is not None:
         card["metrics"] = metrics
@@ -251,7 +287,7 @@ def export_refine(
     write_card(folder, card)
     load_card(folder)
     print(
-        f"wrote {folder}/{REFINE_ONNX} ({len(data)} bytes, torch/ort max diff {diff:.1e}) "
+        f"wrote {folder}/{REFINE_ONNX} ({len(data)} bytes, torch/ort max diff {parity['max_abs_logit_diff']:.1e}) "
         f"and the refine pass of {folder}/card.json, version {version}",
         file=sys.stderr,
     )
@@ -284,7 +320,13 @@ def metrics_for(task: str, report: dict[str, Any]) -> dict[str, Any]:
         kind: {k: v for k, v in m.items() if k.startswith(task) or k in ("n", "nodule_free_clean_fraction")}
         for kind, m in report.get("per_kind", {}).items()
     }
-    return {**common, **{k: overall[k] for k in keys if k in overall}, "per_kind": per_kind}
+    out = {**common, **{k: overall[k] for k in keys if k in overall}, "per_kind": per_kind}
+    # every family's physician figures (training family's test scans, independent family)
+    out["families"] = {
+        family: {"test_set": rep["test_set"], "overall": rep["overall"], "targets": rep["targets"]}
+        for family, rep in report.get("families", {}).items()
+    }
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
