@@ -22,6 +22,7 @@ from .inference import Segmenter
 from .measurements import measure_frame
 from .modelcard import ModelCard
 from .nm import nm_frames, pixel_spacing_mm
+from .quality import check_counts
 from .seg import DISPLAY_RGB, SegmentSpec, build_seg, deterministic_uid
 
 DEFAULT_SERIES_NUMBER = 9901
@@ -96,11 +97,13 @@ class Pipeline:
     def process(self, source: pydicom.Dataset) -> InstanceResult:
         """Segment every frame of ``source`` and build its SEG.
 
-        Raises :class:`scintiseg.nm.NotNMImageError` or
+        Raises :class:`scintiseg.nm.NotNMImageError`,
+        :class:`scintiseg.quality.NoCountsError` (both skip the image) or
         :class:`scintiseg.nm.UnreadableImageError` for inputs it cannot use.
         """
         t0 = time.perf_counter()
         frames = nm_frames(source)
+        check_counts(frames)  # an empty image is skipped (no_counts), not given a SEG saying "no thyroid"
         spacing = pixel_spacing_mm(source)
         iso = None if spacing is None else float(np.sqrt(spacing[0] * spacing[1]))
         t1 = time.perf_counter()

@@ -138,6 +138,7 @@ def training_summary(
         "learning_rate": args.get("lr"),
         "loss": "BCE-with-logits on soft targets + soft Dice",
         "augmentation": "left-right flips (in the data), shifts, intensity scaling, noise"
+        + ("" if args.get("plain_augment", True) else ", gamma 0.7-1.4, blur, count-dependent noise")
         + (", jittered gland window" if ckpt["task"] in ("nodule", "gland_refine") else ""),
         "device": ckpt.get("device", args.get("device")),
         "training_minutes": round(float(ckpt.get("elapsed_s", 0.0)) / 60.0, 1),

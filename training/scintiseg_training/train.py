@@ -1,8 +1,9 @@
 """Train the gland or the nodule U-Net on the cached dataset.
 
 Loss: BCE-with-logits on the soft targets + soft Dice. Augmentation (cheap, on
-the batch): small random shifts, intensity scaling and additive noise; the
-left-right flips are already in the data.
+the batch): small random shifts, intensity scaling and additive noise, and
+(unless ``--plain-augment``) contrast changes (gamma), blur and count-dependent
+noise; the left-right flips are already in the data.
 
 The learning rate follows a cosine decay over the run's *progress*, the larger
 of ``step / total_steps`` and ``elapsed / time_budget``: with a time budget the
@@ -70,9 +71,15 @@ def split_train_val(data: Arrays, val_fraction: float, limit_train: int | None) 
 
 
 def augment(
-    x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, max_shift: int = 4
+    x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, max_shift: int = 4, strong: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random shifts (per sample), intensity scaling and Gaussian noise."""
+    """Random shifts (per sample), intensity scaling and noise; with ``strong``, also
+    contrast (gamma), blur and count-dependent noise, so that the networks do not
+    learn one generator's imaging model.
+
+    Only the image changes in the strong steps: the targets (the gland and its
+    nodules) stay where they are.
+    """
     n = x.shape[0]
     if max_shift > 0:
         shifts = torch.randint(-max_shift, max_shift + 1, (n, 2), generator=gen)
@@ -82,11 +89,47 @@ def augment(
             xs.append(torch.roll(x[i], s, dims=(-2, -1)))
             ys.append(torch.roll(y[i], s, dims=(-2, -1)))
         x, y = torch.stack(xs), torch.stack(ys)
+    if strong:
+        x = _strong(x, gen)
     scale = 0.85 + 0.3 * torch.rand((n, 1, 1, 1), generator=gen)
     sigma = 0.03 * torch.rand((n, 1, 1, 1), generator=gen)
     noise = torch.randn(x.shape, generator=gen) * sigma
     x = torch.clamp(x * scale + noise, 0.0, 1.5)
     return x, y
+
+
+#: Gaussian kernels (sigma in model pixels) for the blur augmentation.
+_BLUR_SIGMAS = (0.6, 1.0, 1.5)
+
+
+def _gauss_kernel(sigma: float) -> torch.Tensor:
+    r = int(math.ceil(3 * sigma))
+    t = torch.arange(-r, r + 1, dtype=torch.float32)
+    k = torch.exp(-(t**2) / (2 * sigma * sigma))
+    return k / k.sum()
+
+
+def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    k = _gauss_kernel(sigma)
+    pad = len(k) // 2
+    x = F.conv2d(F.pad(x, (pad, pad, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+    return F.conv2d(F.pad(x, (0, 0, pad, pad), mode="replicate"), k.view(1, 1, -1, 1))
+
+
+def _strong(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Per sample: gamma 0.7-1.4 (half the samples), a Gaussian blur (a third; one
+    width per batch), and noise whose variance follows the intensity (a third)."""
+    n = x.shape[0]
+    u = torch.rand((n, 3, 1, 1), generator=gen)
+    gamma = torch.where(u[:, 0:1] < 0.5, 0.7 + 0.7 * torch.rand((n, 1, 1, 1), generator=gen), 1.0)
+    x = torch.clamp(x, min=0.0) ** gamma
+    sigma = _BLUR_SIGMAS[int(torch.randint(0, len(_BLUR_SIGMAS), (1,), generator=gen))]
+    chosen = u[:, 1, 0, 0] < 1 / 3
+    if bool(chosen.any()):
+        x = x.clone()
+        x[chosen] = _blur(x[chosen], sigma)
+    level = (0.02 + 0.08 * torch.rand((n, 1, 1, 1), generator=gen)) * (u[:, 2:3] < 1 / 3)
+    return x + torch.randn(x.shape, generator=gen) * level * torch.sqrt(torch.clamp(x, min=0.0))
 
 
 def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -249,7 +292,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             idx = perm[b * args.batch_size : (b + 1) * args.batch_size]
             xb = x_all[idx].float()[:, None]
             yb = y_all[idx].float()[:, None] / 255.0
-            xb, yb = augment(xb, yb, gen, args.max_shift)
+            xb, yb = augment(xb, yb, gen, args.max_shift, strong=not args.plain_augment)
             xb, yb = xb.to(device), yb.to(device)
             loss = loss_fn(model(xb), yb)
             opt.zero_grad(set_to_none=True)
@@ -326,6 +369,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--base", type=int, default=8, help="U-Net channels at the first level")
     ap.add_argument("--depth", type=int, default=4, help="U-Net resolution levels")
     ap.add_argument("--max-shift", type=int, default=4, help="random shift augmentation, pixels")
+    ap.add_argument(
+        "--plain-augment",
+        action="store_true",
+        help="only shifts, scaling and flat noise (no gamma, blur or count-dependent noise)",
+    )
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
     ap.add_argument("--seed", type=int, default=0)
