@@ -69,6 +69,7 @@ from scintiseg.config import ConfigError, load_config  # noqa: E402
 from scintiseg.gateway import OrthancGateway  # noqa: E402
 from scintiseg.intake import install_steps  # noqa: E402
 from scintiseg.service import Service, install_orthanc_logging  # noqa: E402
+from scintiseg.workstate import choose_backend  # noqa: E402
 
 try:
     CONFIG = load_config(json.loads(orthanc.GetConfiguration()), root=HERE.parent)
@@ -77,17 +78,31 @@ except ConfigError as exc:
     raise
 install_orthanc_logging(orthanc, CONFIG.log_level)
 GATEWAY = OrthancGateway(orthanc, CONFIG.result_metadata)
-SERVICE = Service(CONFIG, GATEWAY)
+try:
+    WORK_STATE = choose_backend(
+        CONFIG.work_state, orthanc, GATEWAY, CONFIG.work_metadata, CONFIG.work_metadata_declared
+    )
+except ValueError as exc:
+    orthanc.LogError(f"ScintiSeg: invalid configuration, Orthanc cannot start: ScintiSeg.WorkState: {exc}")
+    raise
+if not WORK_STATE.durable:
+    orthanc.LogWarning(
+        f"ScintiSeg: requests and retries are not durable (work state {WORK_STATE.name}); "
+        f'declare "{CONFIG.work_metadata}" in UserMetadata to keep them across restarts'
+    )
+SERVICE = Service(CONFIG, GATEWAY, workstate=WORK_STATE)
 STEPS = install_steps(SERVICE, CONFIG, GATEWAY)  # pseudonymization before, labels after the job
 BACKEND = PluginBackend(SERVICE, GATEWAY)
 
 # Plugin API features differ between orthanc-python releases: detect, never assume.
 # (Durable queues and the key-value store exist only in recent releases, orthanc-python >= 6;
-# the study result lives in user metadata, which every release supports.)
+# the study result lives in user metadata, which every release supports, and so can the work
+# state: scintiseg.workstate picks the most capable backend offered.)
 FEATURES = {
     name: hasattr(orthanc, name)
     for name in (
-        "EnqueueValue", "StoreKeyValue", "RegisterOnChangeCallback", "RegisterRestCallback", "ExtendOrthancExplorer"
+        "EnqueueValue", "ReserveQueueValue", "AcknowledgeQueueValue", "StoreKeyValue",
+        "RegisterOnChangeCallback", "RegisterRestCallback", "ExtendOrthancExplorer",
     )
 }
 

@@ -65,8 +65,9 @@ class PluginBackend:
         return self.service.queue_snapshot()
 
     def enqueue(self, study_id: str, force: bool) -> bool:
-        # an explicit request also retries the images whose last run failed
-        return self.service.submit(study_id, retry_failed=True, force=force)
+        # an explicit request also retries the images whose last run failed; it is
+        # recorded durably before it is acknowledged
+        return self.service.request(study_id, retry_failed=True, force=force)
 
     def health(self) -> dict[str, Any]:
         status = self.service.status()

@@ -56,7 +56,14 @@ DEFAULTS: dict[str, Any] = {
     "StopTimeoutSeconds": 30,
     "LogLevel": "INFO",
     "Anonymization": dict(ANONYMIZATION_DEFAULTS),
+    "WorkState": "auto",
+    "WorkMetadata": "ScintiSegWork",
+    "RetryLimit": 3,
+    "RetryBackoffSeconds": 30,
 }
+
+#: ``WorkState`` choices (:mod:`scintiseg.workstate`); ``auto`` picks the most capable.
+WORK_STATES = ("auto", "queue", "keyvalue", "metadata", "memory")
 
 #: ``ModelsDirectory`` given here wins over the configuration (``make run``, the image, tests).
 MODELS_ENV = "SCINTISEG_MODELS"
@@ -121,6 +128,14 @@ class Config:
     anonymization: AnonymizationConfig = AnonymizationConfig()
     #: study metadata holding the physician labels (:mod:`scintiseg.labels`); ``None``: not read
     labels_metadata: str | None = None
+    #: where requests and retries are kept (:mod:`scintiseg.workstate`)
+    work_state: str = "auto"
+    work_metadata: str = "ScintiSegWork"
+    #: whether Orthanc's ``UserMetadata`` declares ``work_metadata`` (the metadata backend needs it)
+    work_metadata_declared: bool = False
+    #: automatic retries of a study that failed for a transient reason, and the first delay
+    retry_limit: int = 3
+    retry_backoff_s: float = 30.0
 
 
 def strip_json_comments(text: str) -> str:
@@ -293,6 +308,18 @@ def parse_section(
     if isinstance(stop_timeout, bool) or not isinstance(stop_timeout, int | float) or stop_timeout <= 0:
         raise ConfigError(f"{SECTION}.StopTimeoutSeconds must be a positive number, got {stop_timeout!r}")
 
+    work_state = _option(section, "WorkState")
+    if work_state not in WORK_STATES:
+        raise ConfigError(f"{SECTION}.WorkState must be one of {WORK_STATES}, got {work_state!r}")
+    work_metadata = _option(section, "WorkMetadata")
+    if not isinstance(work_metadata, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", work_metadata):
+        raise ConfigError(f"{SECTION}.WorkMetadata must be a metadata name, got {work_metadata!r}")
+    if work_metadata == metadata:
+        raise ConfigError(f"{SECTION}.WorkMetadata must differ from ResultMetadata ({metadata!r})")
+    backoff = _option(section, "RetryBackoffSeconds")
+    if isinstance(backoff, bool) or not isinstance(backoff, int | float) or not 0 <= backoff <= 86400:
+        raise ConfigError(f"{SECTION}.RetryBackoffSeconds must be a number of seconds in [0, 86400], got {backoff!r}")
+
     level = _option(section, "LogLevel")
     if not isinstance(level, str) or level.upper() not in _LOG_LEVELS:
         raise ConfigError(f"{SECTION}.LogLevel must be one of {_LOG_LEVELS}, got {level!r}")
@@ -327,6 +354,10 @@ def parse_section(
         recovery_page_size=_int(section, "RecoveryScanPageSize", 1, 10000),
         stop_timeout_s=float(stop_timeout),
         log_level=level.upper(),
+        work_state=work_state,
+        work_metadata=work_metadata,
+        retry_limit=_int(section, "RetryLimit", 0, 100),
+        retry_backoff_s=float(backoff),
     )
 
 
@@ -344,8 +375,15 @@ def load_config(
     stable_age = orthanc_config.get("StableAge", 60)
     if isinstance(stable_age, bool) or not isinstance(stable_age, int | float) or stable_age < 0:
         raise ConfigError(f'Orthanc\'s "StableAge" must be a number of seconds, got {stable_age!r}')
-    config = dataclasses.replace(config, stable_age_s=float(stable_age))
     declared = orthanc_config.get("UserMetadata") or {}
+    work_index = declared.get(config.work_metadata) if isinstance(declared, Mapping) else None
+    work_declared = isinstance(work_index, int) and not isinstance(work_index, bool) and 1024 <= work_index <= 65535
+    if config.work_state == "metadata" and not work_declared:
+        raise ConfigError(
+            f'{SECTION}.WorkState "metadata" needs the metadata "{config.work_metadata}" declared in '
+            f'"UserMetadata" with an index in [1024, 65535]'
+        )
+    config = dataclasses.replace(config, stable_age_s=float(stable_age), work_metadata_declared=work_declared)
     index = declared.get(config.result_metadata) if isinstance(declared, Mapping) else None
     if isinstance(index, bool) or not isinstance(index, int) or not 1024 <= index <= 65535:
         raise ConfigError(

@@ -250,6 +250,20 @@ class OrthancGateway:
             last_update=str(meta.get("LastUpdate", "")),
         )
 
+    # -- other study metadata (the work records of scintiseg.workstate) ---------------------
+    def get_study_metadata(self, study_id: str, name: str) -> str | None:
+        value = self._get_json(f"/studies/{study_id}/metadata?expand").get(name)
+        return None if value is None else str(value)
+
+    def put_study_metadata(self, study_id: str, name: str, value: str) -> None:
+        self._call("RestApiPut", f"/studies/{study_id}/metadata/{name}", value.encode("utf-8"))
+
+    def delete_study_metadata(self, study_id: str, name: str) -> None:
+        try:
+            self._call("RestApiDelete", f"/studies/{study_id}/metadata/{name}")
+        except NotFoundError:
+            pass  # the study (and its metadata) is gone already
+
     def write_result(self, study_id: str, result: dict[str, Any]) -> None:
         body = json.dumps(result, separators=(",", ":"), sort_keys=True).encode("utf-8")
         self._call("RestApiPut", f"/studies/{study_id}/metadata/{self.metadata_name}", body)

@@ -28,6 +28,12 @@ Result statuses (:data:`STATUSES`):
 ``done``        every accepted image has a SEG (some may be skipped);
 ``failed``      at least one image (or the job) failed, ``reason`` says why;
 ``skipped``     nothing in the study to segment, ``reason`` says why.
+
+A ``failed`` result says whether trying again may help (``retriable``): true
+when an image or the job failed for a reason outside the image (an internal
+error, the models, Orthanc refusing the SEG), false when only the input is
+at fault (unreadable, undecodable). The service retries the former with
+back-off (:mod:`scintiseg.service`).
 """
 
 from __future__ import annotations
@@ -172,6 +178,8 @@ class StudyJobs:
         self.cards = list(cards)
         #: told the id of every instance the jobs store (SEG, preview), e.g. to ignore its arrival
         self.on_stored: Callable[[str], object] | None = None
+        #: called before the first image of a job (e.g. the model files check); raising fails the job
+        self.precheck: Callable[[], object] | None = None
         #: how many images went through the pipeline (models) since start-up
         self.pipeline_runs = 0
         self._count_lock = threading.Lock()
@@ -205,6 +213,7 @@ class StudyJobs:
                     state, PENDING, "interrupted by Orthanc stopping; resumes at the next start"
                 )
             log.exception("study %s: job failed", study_id)
+            state.transient = True
             return self._record_quietly(state, FAILED, f"internal error: {type(exc).__name__}: {exc}")
 
     def _record_quietly(self, state: _JobState, status: str, reason: str) -> dict[str, Any] | None:
@@ -259,6 +268,8 @@ class StudyJobs:
             status, reason = study_status(state.images)
             return self._settle(state, status, reason)
 
+        if self.precheck is not None:
+            self.precheck()
         log.info("study %s: %d image(s) to segment", sid, len(todo))
         self._write(state, PROCESSING, f"segmenting {len(todo)} image(s)")
         for n, inst in enumerate(todo):
@@ -349,7 +360,10 @@ class StudyJobs:
             if should_stop():
                 raise Interrupted from exc
             log.exception("study %s: instance %s failed", study_id, inst.instance_id)
-            return {**base, "status": FAILED, "reason": f"internal error: {type(exc).__name__}: {exc}"}
+            return {
+                **base, "status": FAILED, "transient": True,
+                "reason": f"internal error: {type(exc).__name__}: {exc}",
+            }
         if stored.parent_study and stored.parent_study != study_id:
             log.warning(
                 "study %s: SEG of instance %s was stored in another study %s",
@@ -439,6 +453,8 @@ class _JobState:
         self.timings: dict[str, float] = {}
         self.last_update: str | None = None
         self.started = time.time()
+        #: the job itself failed for a reason outside the images
+        self.transient = False
 
 
 def inference_ms(timings: dict[str, float]) -> float:
@@ -457,6 +473,11 @@ def summary(
         for key, value in (entry.get("timings_ms") or {}).items():
             totals[key] = round(totals.get(key, 0.0) + float(value), 2)
     totals.update(state.timings)
+    extra: dict[str, Any] = {}
+    if status == FAILED:
+        extra["retriable"] = state.transient or any(
+            e.get("status") == FAILED and e.get("transient") for e in state.images.values()
+        )
     return {
         "schema": RESULT_SCHEMA,
         "status": status,
@@ -470,4 +491,5 @@ def summary(
         "seg_instance_ids": seg_ids,
         "images": state.images,
         "timings_ms": totals,
+        **extra,
     }

@@ -272,13 +272,20 @@ def get_queue(backend: Backend) -> Response:
         if isinstance(item, Mapping):
             failed.append(
                 {"study": str(item.get("study")), "reason": str(item.get("reason") or ""),
-                 "updated": item.get("updated")}
+                 "updated": item.get("updated"), "attempts": int(item.get("attempts") or 1),
+                 "retry_at": item.get("retry_at")}
             )
+    retrying = [
+        {"study": str(i.get("study")), "attempts": int(i.get("attempts") or 0), "retry_at": i.get("retry_at"),
+         "reason": str(i.get("reason") or "")}
+        for i in snap.get("retrying") or [] if isinstance(i, Mapping)
+    ]
     return json_response(
         {
             "state": snap.get("state"),
             "pending": [str(s) for s in snap.get("pending") or []],
             "running": [str(s) for s in snap.get("running") or []],
+            "retrying": retrying,
             "failed": failed,
         }
     )

@@ -8,8 +8,17 @@ time (configuration already validated) and forwards Orthanc's events:
   the studies in a background thread for unfinished work left by a previous
   run (:meth:`Service.recover`);
 * ``STABLE_STUDY`` -> :meth:`Service.submit`: queue the study, nothing more;
+* ``POST /scintiseg/studies/{id}/process`` -> :meth:`Service.request`: record
+  the request durably (:mod:`scintiseg.workstate`), then queue it;
 * ``ORTHANC_STOPPED`` -> :meth:`Service.stop`: running jobs leave their study
   *pending* and the threads end.
+
+Each job claims its study in the work state first and settles it after: a
+success forgets the request; a ``failed`` result that is ``retriable``
+(:mod:`scintiseg.jobs`) is retried ``RetryLimit`` times, the n-th after
+``RetryBackoffSeconds * 2**(n-1)`` seconds (at most an hour), the retry
+recorded so that a restart keeps it; after the last one the study stays
+``failed`` in ``GET /scintiseg/queue`` until a manual request.
 
 If the models cannot be loaded the error is logged and the service stays
 off: Orthanc keeps storing and serving images, and the studies received
@@ -21,9 +30,13 @@ module to forward Python ``logging`` to Orthanc's log.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
+import socket
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -31,14 +44,22 @@ from typing import Any
 from . import __version__
 from .config import Config
 from .gateway import Gateway, GatewayError
-from .jobs import StudyJobs, needs_work
+from .jobs import FAILED, PENDING, StudyJobs, needs_work, now_iso
+from .modelguard import ModelFiles
 from .stability import StabilityTracker
 from .worker import JobOptions, Worker
+from .workstate import FAILED as GAVE_UP
+from .workstate import MemoryWorkState, WorkItem, WorkState
 
 log = logging.getLogger(__name__)
 
 #: How many failed studies :meth:`Service.queue_snapshot` remembers (the newest).
 MAX_FAILURES = 200
+
+#: How long a job's claim on its study holds (a dead owner's claim lapses after it).
+LEASE_S = 3600.0
+#: The longest retry back-off (seconds).
+MAX_BACKOFF_S = 3600.0
 
 #: Builds the :class:`StudyJobs` (loads the models); replaced in tests.
 JobsFactory = Callable[[Config, Gateway], StudyJobs]
@@ -54,6 +75,7 @@ def load_jobs(config: Config, gateway: Gateway) -> StudyJobs:
     from .inference import Segmenter
     from .pipeline import OutputOptions, Pipeline
 
+    guard = ModelFiles(config.models_dir)  # refuses files outside the folder, before any is loaded
     segmenter = Segmenter.from_models_dir(config.models_dir, config.providers, config.inference_threads)
     options = OutputOptions(
         series_number=config.series_number,
@@ -62,7 +84,7 @@ def load_jobs(config: Config, gateway: Gateway) -> StudyJobs:
         preview_series_description=config.preview_series_description,
     )
     pipeline = Pipeline(segmenter, options)
-    return StudyJobs(
+    jobs = StudyJobs(
         gateway,
         pipeline,
         config.selection,
@@ -71,15 +93,35 @@ def load_jobs(config: Config, gateway: Gateway) -> StudyJobs:
         store_preview=config.store_preview,
         cards=(segmenter.gland.card, segmenter.nodule.card),
     )
+    jobs.precheck = guard.check
+    return jobs
+
+
+def backoff_s(config: Config, attempt: int) -> float:
+    """Delay before retry number ``attempt`` (1, 2, ...): doubling from ``RetryBackoffSeconds``."""
+    return min(MAX_BACKOFF_S, config.retry_backoff_s * 2 ** max(0, attempt - 1))
 
 
 class Service:
     """Models + worker + start-up scan, driven by Orthanc's change events."""
 
-    def __init__(self, config: Config, gateway: Gateway, jobs_factory: JobsFactory = load_jobs) -> None:
+    def __init__(
+        self,
+        config: Config,
+        gateway: Gateway,
+        jobs_factory: JobsFactory = load_jobs,
+        workstate: WorkState | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config = config
         self.gateway = gateway
         self.jobs_factory = jobs_factory
+        #: outstanding requests and retries (:mod:`scintiseg.workstate`)
+        self.workstate: WorkState = workstate if workstate is not None else MemoryWorkState(clock)
+        self.clock = clock
+        #: names this process in the work state's claims
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.retries_scheduled = 0
         self.jobs: StudyJobs | None = None
         self.worker: Worker | None = None
         self.state = "stopped"
@@ -114,7 +156,7 @@ class Service:
                 self.error = f"cannot load the models from {self.config.models_dir}: {exc}"
                 log.error("ScintiSeg is OFF: %s", self.error)
                 return
-            self.worker = Worker(self._handle, self.config.worker_threads)
+            self.worker = Worker(self._handle, self.config.worker_threads, clock=self.clock)
             self.worker.start()
             if self.config.track_stability:
                 self.tracker = StabilityTracker(
@@ -131,7 +173,7 @@ class Service:
                 ", ".join(self.jobs.providers),
                 self.config.worker_threads,
             )
-            if self.config.recovery_max_studies > 0:
+            if self.config.recovery_max_studies > 0 or self.workstate.durable:
                 self._recovery_thread = threading.Thread(target=self.recover, name="scintiseg-recovery", daemon=True)
                 self._recovery_thread.start()
 
@@ -145,6 +187,19 @@ class Service:
         if worker is None or self.state != "running":
             return False
         return worker.submit(study_id, JobOptions(retry_failed=retry_failed, force=force))
+
+    def request(self, study_id: str, retry_failed: bool = True, force: bool = False) -> bool:
+        """A manual request: recorded durably first (it survives a restart), then queued.
+
+        Concurrent requests for one study coalesce: into the recorded item, into the
+        queued job, or into a running job that already covers them. False when the
+        service is not running; a failure to record raises (the caller answers 500).
+        """
+        worker = self.worker
+        if worker is None or self.state != "running":
+            return False
+        self.workstate.enqueue(study_id, retry_failed=retry_failed, force=force)
+        return worker.submit(study_id, JobOptions(retry_failed=retry_failed, force=force), coalesce=True)
 
     def new_instance(self, instance_id: str) -> None:
         """An instance arrived (``NEW_INSTANCE``): note it, nothing more (no I/O)."""
@@ -173,11 +228,43 @@ class Service:
             return None
         if any(step(study_id, should_stop) for step in self.before_job):
             return None
+        item = self.workstate.claim(study_id, self.owner, LEASE_S)
+        if item is None:
+            log.info("study %s: claimed by another node, left to it", study_id)
+            return None
+        options = options.merge(JobOptions(retry_failed=item.retry_failed, force=item.force))
+        item = dataclasses.replace(item, retry_failed=options.retry_failed, force=options.force)  # what the job does
         result = jobs.run(study_id, should_stop, retry_failed=options.retry_failed, force=options.force)
         self._note_outcome(study_id, result)
+        self._settle(item, result, should_stop())
         for after in self.after_job:
             after(study_id, result, should_stop)
         return result
+
+    def _settle(self, item: WorkItem, result: dict[str, Any] | None, stopping: bool) -> None:
+        """Forget, retry later or give up the job's work item (after the result was recorded)."""
+        status = result.get("status") if result else None
+        if stopping and status in (PENDING, None):
+            return  # interrupted: the record (if any) is queued again at the next start
+        if status != FAILED or not (result or {}).get("retriable"):
+            self.workstate.complete(item)
+            return
+        reason = str((result or {}).get("reason") or "")
+        attempt = item.attempts + 1
+        if attempt > self.config.retry_limit:
+            self.workstate.fail(item, reason, None)
+            log.warning("study %s: failed %d time(s), no more automatic retries: %s", item.study_id, attempt, reason)
+            return
+        retry_at = self.clock() + backoff_s(self.config, attempt)
+        self.workstate.fail(item, reason, retry_at)
+        worker = self.worker
+        if worker is not None:
+            worker.submit(item.study_id, JobOptions(retry_failed=True), not_before=retry_at)
+            self.retries_scheduled += 1
+        log.warning(
+            "study %s: failed (attempt %d of %d), retry in %.0f s: %s",
+            item.study_id, attempt, self.config.retry_limit + 1, retry_at - self.clock(), reason,
+        )
 
     def _note_outcome(self, study_id: str, result: dict[str, Any] | None) -> None:
         with self._failures_lock:
@@ -223,11 +310,29 @@ class Service:
                     yield study_id
             since += len(ids)
 
+    def requeue_recorded(self) -> int:
+        """Queue the requests and retries a previous run recorded; returns how many."""
+        loaded = self.workstate.load()
+        queued = 0
+        for item in self.workstate.list():
+            if item.state == GAVE_UP:
+                continue
+            options = JobOptions(retry_failed=item.retry_failed, force=item.force)
+            worker = self.worker
+            if worker is not None and worker.submit(item.study_id, options, not_before=item.not_before or None):
+                queued += 1
+        log.info("work state %s: %d record(s) loaded, %d queued", self.workstate.name, loaded, queued)
+        return queued
+
     def recover(self) -> None:
         """Queue what a previous run left unfinished (runs on its own thread)."""
         t0 = time.perf_counter()
-        self.recovery = {"state": "running", "examined": 0, "queued": 0}
+        self.recovery = {"state": "running", "examined": 0, "queued": 0, "requests": 0}
         try:
+            self.recovery["requests"] = self.requeue_recorded()
+            if self.config.recovery_max_studies <= 0:
+                self.recovery["state"] = "done"
+                return
             for study_id in self.unfinished_studies():
                 if self.submit(study_id):
                     self.recovery["queued"] += 1
@@ -263,6 +368,8 @@ class Service:
                 if self.tracker else None
             ),
             "recovery": dict(self.recovery),
+            "work_state": {"backend": self.workstate.name, "durable": self.workstate.durable,
+                           "records": len(self.workstate.list()), "retries_scheduled": self.retries_scheduled},
         }
 
     def queue_snapshot(self) -> dict[str, Any]:
@@ -271,10 +378,26 @@ class Service:
         stats = worker.stats() if worker else {}
         with self._failures_lock:
             failed = list(reversed(self._failures.values()))  # newest first
+        items = self.workstate.list()
+        attempts = {i.study_id: i for i in items}
+        listed = {f["study"] for f in failed}
+        # studies that gave up in an earlier run are recorded too
+        failed += [
+            {"study": i.study_id, "reason": i.reason, "updated": None}
+            for i in items if i.state == GAVE_UP and i.study_id not in listed
+        ]
+        for entry in failed:
+            item = attempts.get(entry["study"])
+            entry["attempts"] = item.attempts if item else 1
+            entry["retry_at"] = _iso(item.not_before) if item and item.state != GAVE_UP else None
         return {
             "state": self.state,
             "pending": list(stats.get("queued_ids") or []),
             "running": list(stats.get("running") or []),
+            "retrying": [
+                {"study": i.study_id, "attempts": i.attempts, "retry_at": _iso(i.not_before), "reason": i.reason}
+                for i in items if i.state != GAVE_UP and i.attempts > 0
+            ],
             "failed": failed,
         }
 
@@ -287,6 +410,10 @@ class Service:
     def wait_idle(self, timeout: float) -> bool:
         worker = self.worker
         return worker.wait_idle(timeout) if worker else True
+
+
+def _iso(epoch: float) -> str | None:
+    return now_iso(epoch) if epoch else None
 
 
 class OrthancLogHandler(logging.Handler):

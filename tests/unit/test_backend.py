@@ -84,7 +84,9 @@ def test_a_processed_study_through_the_api(running: Any, spec: dict[str, Any]) -
     answer, body = call(backend, spec, "GET", "/scintiseg/health")
     assert answer.status == 200 and body["status"] == "ok"
     answer, body = call(backend, spec, "GET", "/scintiseg/queue")
-    assert answer.status == 200 and body == {"state": "running", "pending": [], "running": [], "failed": []}
+    assert answer.status == 200 and body == {
+        "state": "running", "pending": [], "running": [], "retrying": [], "failed": []
+    }
 
     runs = service.jobs.pipeline_runs  # type: ignore[union-attr]
     answer, body = call(backend, spec, "POST", f"/scintiseg/studies/{study}/process", b'{"force": true}')
