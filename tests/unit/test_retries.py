@@ -41,7 +41,7 @@ def service(pipe: FakePipeline, gw: FakeGateway, ws: Any = None, **section: Any)
     def factory(cfg: Config, gateway: Any) -> StudyJobs:
         return StudyJobs(gateway, pipe, Selection(), MODELS, ["CPUExecutionProvider"])
 
-    cfg = parse_section({"RecoveryScanMaxStudies": 0, **section}, environ={})
+    cfg = parse_section({"ModelsDirectory": "models", "RecoveryScanMaxStudies": 0, **section}, environ={})
     return Service(cfg, gw, factory, workstate=ws)
 
 
@@ -105,7 +105,7 @@ def test_bad_input_fails_once_without_retries() -> None:
 
 
 def test_retries_back_off_doubling() -> None:
-    cfg = parse_section({"RetryBackoffSeconds": 30}, environ={})
+    cfg = parse_section({"ModelsDirectory": "models", "RetryBackoffSeconds": 30}, environ={})
     assert [backoff_s(cfg, n) for n in (1, 2, 3)] == [30, 60, 120]
     assert backoff_s(cfg, 20) == 3600  # at most an hour
     svc, pipe, _, _ = failing(3, RuntimeError("boom"), RetryLimit=2, RetryBackoffSeconds=0.15)
