@@ -2,7 +2,8 @@
 
 ``python -m scintiseg_phantoms.montage out.png [n] [first_seed]`` writes a grid of
 ``n`` scans (default 16): counts in an inverted-free "hot iron"-like grey scale, gland
-outline in green, cold nodules in red, kind and matrix in the corner. Needs Pillow.
+outline in green, cold nodules in red, kind and matrix in the corner (cold nodule sites:
+p pole, e edge, i interior). Needs Pillow.
 """
 
 from __future__ import annotations
@@ -54,9 +55,10 @@ def montage(scans: Sequence[Scan], cols: int = 4, size: int = 256) -> Any:
         x, y = (i % cols) * size, (i // cols) * size
         canvas.paste(Image.fromarray(render_tile(s, size)), (x, y))
         p = s.params
+        sites = "".join(str(c.get("site", "?"))[0] for c in p.get("cold_nodules", []))
         text = (
             f"{s.kind} {p['isotope']} {p['collimator']} {p['matrix']}\n"
-            f"{s.pixel_spacing_mm:.2f}mm cold={p['n_cold']} hot={p['n_hot']}"
+            f"{s.pixel_spacing_mm:.2f}mm cold={p['n_cold']}{f'({sites})' if sites else ''} hot={p['n_hot']}"
         )
         draw.text((x + 3, y + 2), text, fill=(255, 255, 0))
     return canvas

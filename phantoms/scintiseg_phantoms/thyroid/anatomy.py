@@ -8,8 +8,8 @@ and grows outside, evaluated with numpy on any grid of points in millimetres in 
 origin at the centre of the thyroid). Masks are ``rho < 1`` at pixel centres; projected
 activity uses the thickness profile ``(1 - rho**2) ** q`` (``q = 0.5`` is an ellipsoid).
 
-Thyroid anatomy is drawn by :func:`draw_thyroid` (see the module docstring of
-:mod:`scintiseg_phantoms.thyroid.scan` for all parameter ranges).
+Thyroid anatomy is drawn by :func:`draw_thyroid`; the ranges per case kind are in
+:mod:`scintiseg_phantoms.thyroid.kinds` and ``docs/synthetic-data.md``.
 """
 
 from __future__ import annotations
@@ -89,8 +89,7 @@ def random_blob(
 ) -> Blob:
     """A blob with random superellipse exponent and radial harmonics of given roughness."""
     harm = tuple(
-        (k, float(rng.uniform(0.0, roughness) / (k - 1)), float(rng.uniform(0, 2 * math.pi)))
-        for k in (2, 3, 4)
+        (k, float(rng.uniform(0.0, roughness) / (k - 1)), float(rng.uniform(0, 2 * math.pi))) for k in (2, 3, 4)
     )
     p = float(rng.uniform(*p_range))
     return Blob(float(cx), float(cy), float(a), float(b), float(angle), p, float(taper), harm)
@@ -98,26 +97,117 @@ def random_blob(
 
 @dataclass(frozen=True)
 class Thyroid:
-    """Thyroid anatomy in the neck frame (mm)."""
+    """Thyroid anatomy in the neck frame (mm).
 
-    lobes: tuple[Blob, ...]  # 2 lobes, or 1 after hemithyroidectomy
+    Every part here is functioning thyroid tissue and belongs to the gland mask, ectopic
+    tissue included: physicians outline thyroid tissue wherever it lies, and the uptake
+    they measure includes it. ``frame_blobs`` are the lobes as drawn before a removal or
+    an absence: the camera is framed on the neck whether or not the gland is there.
+    """
+
+    lobes: tuple[Blob, ...]  # 2 lobes, 1 after hemithyroidectomy, 0 for a lingual-only thyroid
     lobe_uptake: tuple[float, ...]  # relative uptake per lobe (asymmetry)
     isthmus: Blob | None
     isthmus_uptake: float
     pyramidal: Blob | None
     pyramidal_uptake: float
+    ectopic: Blob | None
+    ectopic_uptake: float
+    ectopic_site: str | None  # "lingual" or "thyroglossal"
     profile_q: float  # exponent of the thickness profile
-    virtual_width_mm: float  # width of the bilateral gland (even if one lobe was removed)
+    frame_blobs: tuple[Blob, ...]  # what the field of view is framed on
     removed_side: str | None  # "right"/"left" patient side for hemithyroidectomy
 
     @property
-    def parts(self) -> list[Blob]:
-        out = list(self.lobes)
-        if self.isthmus is not None:
-            out.append(self.isthmus)
-        if self.pyramidal is not None:
-            out.append(self.pyramidal)
+    def parts(self) -> list[tuple[Blob, float]]:
+        """Every tissue part with its relative uptake."""
+        out = list(zip(self.lobes, self.lobe_uptake, strict=True))
+        for blob, uptake in (
+            (self.isthmus, self.isthmus_uptake),
+            (self.pyramidal, self.pyramidal_uptake),
+            (self.ectopic, self.ectopic_uptake),
+        ):
+            if blob is not None:
+                out.append((blob, uptake))
         return out
+
+    @property
+    def top_v(self) -> float:
+        """Neck-frame height (mm) of the upper poles as drawn (present or not)."""
+        return min(b.cy - b.b for b in self.frame_blobs[:2])
+
+    @property
+    def bottom_v(self) -> float:
+        return max(b.cy + b.b for b in self.frame_blobs[:2])
+
+
+def _draw_lobe(
+    rng: np.random.Generator, side: float, base_a: float, base_b: float, gap: float, scale: float, roughness: float
+) -> Blob:
+    f = rng.uniform(0.85, 1.15)
+    a = base_a * f * rng.uniform(0.9, 1.1)
+    b = base_b * math.sqrt(f)
+    tilt = side * math.radians(rng.uniform(2.0, 18.0))  # upper poles diverge
+    return random_blob(
+        rng,
+        side * (gap / 2 + a * 0.95),
+        rng.uniform(-3.0, 3.0) * scale,
+        a,
+        b,
+        angle=tilt,
+        roughness=roughness,
+        p_range=(1.9, 2.4),
+        taper=rng.uniform(0.15, 0.45),
+    )
+
+
+def _draw_isthmus(rng: np.random.Generator, lobes: list[Blob], scale: float) -> Blob:
+    mean_b = 0.5 * (lobes[0].b + lobes[1].b)
+    half_w = 0.5 * (lobes[1].cx - lobes[0].cx)
+    return random_blob(
+        rng,
+        0.5 * (lobes[0].cx + lobes[1].cx),
+        rng.uniform(0.2, 0.5) * mean_b,
+        half_w * rng.uniform(1.0, 1.15) + 2.0,
+        rng.uniform(3.5, 8.0) * math.sqrt(scale),
+        angle=math.radians(rng.uniform(-6, 6)),
+        roughness=0.04,
+    )
+
+
+def _draw_pyramidal(rng: np.random.Generator, lobes: list[Blob], scale: float) -> Blob:
+    iy = rng.uniform(0.2, 0.5) * 0.5 * (lobes[0].b + lobes[1].b)
+    pb = rng.uniform(9.0, 18.0) * math.sqrt(scale)
+    return random_blob(
+        rng,
+        rng.uniform(-7.0, 7.0),
+        iy - pb * rng.uniform(0.7, 0.95),
+        rng.uniform(2.5, 4.0),
+        pb,
+        angle=math.radians(rng.uniform(-12, 12)),
+        roughness=0.04,
+        taper=rng.uniform(0.1, 0.4),
+    )
+
+
+def _draw_ectopic(rng: np.random.Generator, top_v: float, lingual_p: float) -> tuple[Blob, str]:
+    """Lingual tissue (base of the tongue, 45-75 mm above the upper poles, 14-28 mm) or a
+    thyroglossal remnant (on the midline 8-35 mm above the poles, 8-18 mm)."""
+    if rng.random() < lingual_p:
+        r, dv, site = rng.uniform(7.0, 14.0), rng.uniform(45.0, 75.0), "lingual"
+    else:
+        r, dv, site = rng.uniform(4.0, 9.0), rng.uniform(8.0, 35.0), "thyroglossal"
+    ecc = rng.uniform(0.75, 1.0)
+    blob = random_blob(
+        rng,
+        rng.uniform(-5.0, 5.0),
+        top_v - dv,
+        r / math.sqrt(ecc),
+        r * ecc,
+        angle=math.radians(rng.uniform(-20, 20)),
+        roughness=0.06,
+    )
+    return blob, site
 
 
 def draw_thyroid(
@@ -127,84 +217,38 @@ def draw_thyroid(
     isthmus: bool = True,
     pyramidal: bool = False,
     hemi: bool = False,
+    ectopic: bool = False,
+    orthotopic: bool = True,
     roughness: float = 0.06,
+    profile_q: tuple[float, float] = (0.35, 0.6),
 ) -> Thyroid:
-    """Draw a thyroid: two tapered lobes, optional isthmus and pyramidal lobe.
+    """Draw a thyroid: two tapered lobes, optional isthmus, pyramidal lobe, ectopic tissue.
 
     Normal lobes are 40-56 mm tall (half height ``b`` 20-28 mm) and 15-25 mm wide (half
-    width ``a`` 7.5-12.5 mm) before ``scale`` (goitre/Graves enlargement: width x scale,
-    height x sqrt(scale)); each lobe gets an independent size factor 0.85-1.15 (width;
-    its square root for the height) and uptake factor 0.75-1.0 (asymmetry).
+    width ``a`` 7.5-12.5 mm) before ``scale`` (enlargement: width x scale, height x
+    sqrt(scale)); each lobe gets an independent size factor 0.85-1.15 (width; its square
+    root for the height) and uptake factor 0.75-1.0 (asymmetry). Without an orthotopic
+    gland (``orthotopic=False``) the ectopic tissue is lingual and is the whole gland.
     """
     base_a = rng.uniform(7.5, 12.5) * scale
     base_b = rng.uniform(20.0, 28.0) * math.sqrt(scale)
     gap = rng.uniform(8.0, 18.0) * (0.8 + 0.2 * scale)  # trachea between lobes
-    q = float(rng.uniform(0.35, 0.6))
-    lobes: list[Blob] = []
-    uptake: list[float] = []
-    extents: list[float] = []
-    centers: list[tuple[float, float]] = []
-    for side in (-1.0, 1.0):  # -1: image left (patient right), +1: image right
-        f = rng.uniform(0.85, 1.15)
-        a = base_a * f * rng.uniform(0.9, 1.1)
-        b = base_b * math.sqrt(f)
-        cx = side * (gap / 2 + a * 0.95)
-        cy = rng.uniform(-3.0, 3.0) * scale
-        tilt = side * math.radians(rng.uniform(2.0, 18.0))  # upper poles diverge
-        lobe = random_blob(
-            rng,
-            cx,
-            cy,
-            a,
-            b,
-            angle=tilt,
-            roughness=roughness,
-            p_range=(1.9, 2.4),
-            taper=rng.uniform(0.15, 0.45),
-        )
-        lobes.append(lobe)
-        uptake.append(float(rng.uniform(0.75, 1.0)))
-        extents.append(abs(cx) + a * 1.2)
-        centers.append((cx, cy))
-    uptake_max = max(uptake)
-    uptake = [x / uptake_max for x in uptake]
-    virtual_width = extents[0] + extents[1]
-
-    isth: Blob | None = None
-    pyr: Blob | None = None
-    removed: str | None = None
+    q = float(rng.uniform(*profile_q))
+    drawn = [_draw_lobe(rng, side, base_a, base_b, gap, scale, roughness) for side in (-1.0, 1.0)]
+    uptake = [float(rng.uniform(0.75, 1.0)) for _ in drawn]
+    uptake = [x / max(uptake) for x in uptake]
+    isth = _draw_isthmus(rng, drawn, scale) if isthmus else None
+    pyr = _draw_pyramidal(rng, drawn, scale) if pyramidal else None
+    top_v = min(b.cy - b.b for b in drawn)
+    ect, site = _draw_ectopic(rng, top_v, 0.5 if orthotopic else 0.85) if ectopic or not orthotopic else (None, None)
+    lobes, removed = drawn, None
     if hemi:
         keep = int(rng.integers(0, 2))
         removed = "right" if keep == 1 else "left"  # index 0 is patient right
-        lobes = [lobes[keep]]
-        uptake = [1.0]
-    else:
-        mean_b = 0.5 * (lobes[0].b + lobes[1].b)
-        iy = rng.uniform(0.2, 0.5) * mean_b
-        half_w = 0.5 * (centers[1][0] - centers[0][0])
-        if isthmus:
-            isth = random_blob(
-                rng,
-                0.5 * (centers[0][0] + centers[1][0]),
-                iy,
-                half_w * rng.uniform(1.0, 1.15) + 2.0,
-                rng.uniform(3.5, 8.0) * math.sqrt(scale),
-                angle=math.radians(rng.uniform(-6, 6)),
-                roughness=0.04,
-            )
-        if pyramidal:
-            pb = rng.uniform(9.0, 18.0) * math.sqrt(scale)
-            px = rng.uniform(-7.0, 7.0)
-            pyr = random_blob(
-                rng,
-                px,
-                iy - pb * rng.uniform(0.7, 0.95),
-                rng.uniform(2.5, 4.0),
-                pb,
-                angle=math.radians(rng.uniform(-12, 12)),
-                roughness=0.04,
-                taper=rng.uniform(0.1, 0.4),
-            )
+        lobes, uptake, isth, pyr = [drawn[keep]], [1.0], None, None
+    if not orthotopic:
+        lobes, uptake, isth, pyr = [], [], None, None
+    frame = tuple(drawn) + ((ect,) if ect is not None else ())
     return Thyroid(
         lobes=tuple(lobes),
         lobe_uptake=tuple(uptake),
@@ -212,15 +256,18 @@ def draw_thyroid(
         isthmus_uptake=float(rng.uniform(0.35, 0.7)),
         pyramidal=pyr,
         pyramidal_uptake=float(rng.uniform(0.3, 0.6)),
+        ectopic=ect,
+        ectopic_uptake=float(rng.uniform(0.5, 1.0)),
+        ectopic_site=site,
         profile_q=q,
-        virtual_width_mm=float(virtual_width),
+        frame_blobs=frame,
         removed_side=removed,
     )
 
 
-def union_extent(blobs: list[Blob], angle: float, n: int = 96) -> tuple[float, float, float, float]:
+def union_extent(blobs: list[Blob], angle: float, n: int = 64) -> tuple[float, float, float, float]:
     """Bounding box (xmin, xmax, ymin, ymax) in mm, in a frame rotated by ``angle`` radians,
-    of the union of ``blobs``; sampled on an ``n x n`` grid per blob (~0.5 mm accuracy)."""
+    of the union of ``blobs``; sampled on an ``n x n`` grid per blob (~1 mm accuracy)."""
     c, s = math.cos(angle), math.sin(angle)
     xs: list[float] = []
     ys: list[float] = []
