@@ -93,6 +93,7 @@ if not WORK_STATE.durable:
 SERVICE = Service(CONFIG, GATEWAY, workstate=WORK_STATE)
 STEPS = install_steps(SERVICE, CONFIG, GATEWAY)  # pseudonymization before, labels after the job
 BACKEND = PluginBackend(SERVICE, GATEWAY)
+BACKEND.labels = STEPS.get("labels")
 
 # Plugin API features differ between orthanc-python releases: detect, never assume.
 # (Durable queues and the key-value store exist only in recent releases, orthanc-python >= 6;

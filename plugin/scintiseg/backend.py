@@ -30,6 +30,8 @@ class PluginBackend:
         self.service = service
         self.gateway = gateway
         self.colormap = colormap
+        #: the physician labels (:class:`scintiseg.labelintake.LabelIntake`), for scintiseg.datarest
+        self.labels: Any = None
 
     def study_exists(self, study_id: str) -> bool:
         return self.gateway.study_exists(study_id)

@@ -60,6 +60,7 @@ DEFAULTS: dict[str, Any] = {
     "WorkMetadata": "ScintiSegWork",
     "RetryLimit": 3,
     "RetryBackoffSeconds": 30,
+    "LabelsMetadata": "ScintiSegLabels",
 }
 
 #: ``WorkState`` choices (:mod:`scintiseg.workstate`); ``auto`` picks the most capable.
@@ -126,7 +127,8 @@ class Config:
     stable_age_s: float = 60.0
     #: ``ScintiSeg.Anonymization`` (pseudonymization on arrival, off by default)
     anonymization: AnonymizationConfig = AnonymizationConfig()
-    #: study metadata holding the physician labels (:mod:`scintiseg.labels`); ``None``: not read
+    #: study metadata holding the physician labels (:mod:`scintiseg.labelintake`); ``None``
+    #: when Orthanc does not declare it in ``UserMetadata`` (labels are then not read)
     labels_metadata: str | None = None
     #: where requests and retries are kept (:mod:`scintiseg.workstate`)
     work_state: str = "auto"
@@ -329,8 +331,13 @@ def parse_section(
     except ValueError as exc:
         raise ConfigError(f"{SECTION}.Anonymization: {exc}") from exc
 
+    labels_metadata = _option(section, "LabelsMetadata")
+    if not isinstance(labels_metadata, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", labels_metadata):
+        raise ConfigError(f"{SECTION}.LabelsMetadata must be a metadata name, got {labels_metadata!r}")
+
     return Config(
         anonymization=anonymization,
+        labels_metadata=labels_metadata,
         enabled=enabled,
         models_dir=models_dir,
         providers=providers,
@@ -384,6 +391,13 @@ def load_config(
             f'"UserMetadata" with an index in [1024, 65535]'
         )
     config = dataclasses.replace(config, stable_age_s=float(stable_age), work_metadata_declared=work_declared)
+    if not isinstance(declared, Mapping) or config.labels_metadata not in declared:
+        if "LabelsMetadata" in (orthanc_config.get(SECTION) or {}):
+            raise ConfigError(
+                f'Orthanc must declare the metadata "{config.labels_metadata}" of {SECTION}.LabelsMetadata '
+                'in "UserMetadata" with an index in [1024, 65535]'
+            )
+        config = dataclasses.replace(config, labels_metadata=None)  # labels are not read
     index = declared.get(config.result_metadata) if isinstance(declared, Mapping) else None
     if isinstance(index, bool) or not isinstance(index, int) or not 1024 <= index <= 65535:
         raise ConfigError(

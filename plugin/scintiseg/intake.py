@@ -6,7 +6,10 @@ built by the entry script:
 * before the job, with ``Anonymization.Enabled``: :class:`~scintiseg.anonymize.Anonymizer`
   copies a non-pseudonymous study into its pseudonymized twin and drops (or keeps) the
   original; the original is then *not* segmented, its twin is queued instead;
-* after the job: nothing yet (:attr:`Service.after_job` is the place for it).
+* after the job, when the labels metadata is declared: :class:`~scintiseg.labels.LabelIntake`
+  reads the physician labels (MANUAL SEG, RTSTRUCT) that arrived in the study, records them
+  (accepted with their masks' summary, or refused with a reason) and the AI-vs-physician
+  agreement.
 
 Both run on the worker thread, on the stable study, never on Orthanc's change-callback
 thread. Nothing here imports ``orthanc``.
@@ -39,4 +42,10 @@ def install_steps(service: Service, config: Config, gateway: Gateway) -> dict[st
             return True
 
         service.before_job.append(pseudonymize)
+    if config.labels_metadata:
+        from .labelintake import LabelIntake
+
+        intake = LabelIntake(gateway, config.labels_metadata)
+        steps["labels"] = intake
+        service.after_job.append(intake.step)
     return steps

@@ -9,6 +9,8 @@ these functions' answers)::
     GET  /scintiseg/studies/{id}                status, per-image measurements, models, SEGs
     GET  /scintiseg/studies/{id}/preview.png    the scan with the outlines (PNG)
     POST /scintiseg/studies/{id}/process        queue the study again; body {"force": bool}
+    GET  /scintiseg/studies/{id}/labels         physician labels (scintiseg.datarest)
+    GET  /scintiseg/stats                       AI-vs-physician agreement (scintiseg.datarest)
 
 ``{id}`` is Orthanc's study identifier. :func:`dispatch` is the only entry
 point: it takes the method, the URI and the body, and returns a
@@ -58,6 +60,9 @@ ORTHANC_ROUTES: tuple[str, ...] = (
     r"/scintiseg/studies/([^/]+)",
     r"/scintiseg/studies/([^/]+)/preview\.png",
     r"/scintiseg/studies/([^/]+)/process",
+    # physician labels and agreement (scintiseg.datarest)
+    r"/scintiseg/studies/([^/]+)/labels",
+    r"/scintiseg/stats",
 )
 
 
@@ -247,6 +252,9 @@ def _known_study(backend: Backend, study_id: str) -> None:
         raise HttpError(404, f"unknown study {study_id!r}")
 
 
+known_study = _known_study  # for the routes of scintiseg.datarest
+
+
 def get_health(backend: Backend) -> Response:
     health = dict(backend.health())
     ok = health.get("state") == "running"
@@ -348,7 +356,17 @@ _ROUTES: tuple[tuple[re.Pattern[str], str, Handler], ...] = (
      lambda b, g, _: get_preview(b, g[0])),
     (re.compile(r"/scintiseg/studies/([^/]+)/process"), "POST",
      lambda b, g, body: post_process(b, g[0], body)),
+    (re.compile(r"/scintiseg/studies/([^/]+)/labels"), "GET",
+     lambda b, g, _: _data().get_study_labels(b, g[0])),  # type: ignore[arg-type]
+    (re.compile(r"/scintiseg/stats"), "GET", lambda b, g, _: _data().get_stats(b)),  # type: ignore[arg-type]
 )
+
+
+def _data() -> Any:
+    """:mod:`scintiseg.datarest`, imported when first used (it imports this module)."""
+    from . import datarest
+
+    return datarest
 
 
 def _match(path: str) -> list[tuple[str, Handler, tuple[str, ...]]]:

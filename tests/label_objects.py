@@ -1,0 +1,140 @@
+"""Physician label objects for tests: a MANUAL SEG as OHIF/Slicer write one, and an RTSTRUCT.
+
+:func:`manual_seg` reuses ScintiSeg's SEG writer for the frame structure (Derivation Image >
+Source Image references per frame, segment identification), then makes it a physician's
+object: Segment Algorithm Type ``MANUAL`` without algorithm identification, the viewer as
+manufacturer, a Content Creator's Name, its own UIDs. :func:`rtstruct` writes closed planar
+contours given in pixel coordinates, converted to patient coordinates with the NM image's
+detector position/orientation and pixel spacing (the inverse of what ScintiSeg reads).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence as DicomSequence
+
+from scintiseg.dicomutil import copy_patient_and_study, file_meta
+from scintiseg.seg import COLD_NODULE, GLAND, build_seg
+from scintiseg.uids import deterministic_uid
+
+RTSTRUCT_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
+PHYSICIAN = "DR^LABEL"
+
+
+def manual_seg(source: Dataset, gland: np.ndarray, nodules: np.ndarray | None = None, *, tag: str = "manual",
+               names: tuple[str, str] = ("Thyroid", "Cold nodule"), other: np.ndarray | None = None) -> Dataset:
+    """A MANUAL SEG of ``source`` (masks ``(frames, rows, cols)`` or ``(rows, cols)``)."""
+    gland = np.asarray(gland, dtype=bool)
+    layers = [gland]
+    specs = [dataclasses.replace(GLAND.with_algorithm("x", "1"), name=names[0])]
+    if nodules is not None:
+        layers.append(np.asarray(nodules, dtype=bool))
+        specs.append(dataclasses.replace(COLD_NODULE.with_algorithm("x", "1"), name=names[1]))
+    if other is not None:
+        layers.append(np.asarray(other, dtype=bool))
+        specs.append(dataclasses.replace(GLAND.with_algorithm("x", "1"), name="Salivary gland",
+                                         type=("SCT", "385294005", "Salivary gland")))
+    masks = np.stack(layers, axis=-1)
+    if masks.ndim == 3:
+        masks = masks[None]
+    seg = build_seg(
+        source, masks, specs,
+        series_instance_uid=deterministic_uid("test-label-series", tag, str(source.SOPInstanceUID)),
+        sop_instance_uid=deterministic_uid("test-label", tag, str(source.SOPInstanceUID)),
+        series_number=300, instance_number=1, series_description="OHIF Segmentation",
+        manufacturer="OHIF", manufacturer_model_name="OHIF Viewer", software_versions="3.9",
+        content_label="PHYSICIAN", content_creator=PHYSICIAN,
+    )
+    for item in seg.SegmentSequence:
+        item.SegmentAlgorithmType = "MANUAL"
+        for keyword in ("SegmentAlgorithmName", "SegmentationAlgorithmIdentificationSequence"):
+            if keyword in item:
+                delattr(item, keyword)
+    seg.ContentCreatorName = PHYSICIAN
+    return seg
+
+
+def _patient_points(source: Dataset, polygon: np.ndarray, frame: int = 1) -> list[float]:
+    detectors = source.get("DetectorInformationSequence") or [source]
+    holder = detectors[min(frame, len(detectors)) - 1]
+    ipp = np.array([float(v) for v in holder.ImagePositionPatient])
+    iop = np.array([float(v) for v in holder.ImageOrientationPatient])
+    dr, dc = (float(v) for v in source.PixelSpacing)
+    cols, rows = polygon[:, 0], polygon[:, 1]
+    pts = ipp + np.outer(cols * dc, iop[:3]) + np.outer(rows * dr, iop[3:])
+    return [round(float(v), 4) for v in pts.reshape(-1)]
+
+
+def ellipse(centre_col: float, centre_row: float, half_width: float, half_height: float, n: int = 48) -> np.ndarray:
+    """A closed polygon (n, 2) of (column, row) pixel coordinates."""
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    return np.stack([centre_col + half_width * np.cos(t), centre_row + half_height * np.sin(t)], axis=1)
+
+
+def rtstruct(source: Dataset, rois: Mapping[str, Sequence[np.ndarray]], *, tag: str = "rt",
+             image_uid: str | None = None) -> Dataset:
+    """An RT Structure Set with one ROI per name, each a list of (column, row) polygons on ``source``."""
+    uid = deterministic_uid("test-rtstruct", tag, str(source.SOPInstanceUID))
+    ds = Dataset()
+    ds.file_meta = file_meta(RTSTRUCT_STORAGE, uid)
+    ds.SOPClassUID, ds.SOPInstanceUID = RTSTRUCT_STORAGE, uid
+    copy_patient_and_study(ds, source)
+    ds.Modality = "RTSTRUCT"
+    ds.SeriesInstanceUID = deterministic_uid("test-rtstruct-series", tag, str(source.SOPInstanceUID))
+    ds.SeriesNumber, ds.InstanceNumber = 301, 1
+    ds.SeriesDescription = "Physician ROIs"
+    ds.Manufacturer, ds.ManufacturerModelName, ds.SoftwareVersions = "3D Slicer", "SlicerRT", "5.6"
+    ds.OperatorsName = PHYSICIAN
+    ds.StructureSetLabel = "THYROID"
+    ds.StructureSetDate, ds.StructureSetTime = "20260101", "120000"
+    frame_of_reference = deterministic_uid("test-for", str(source.StudyInstanceUID))
+    referenced = image_uid or str(source.SOPInstanceUID)
+    image_ref = Dataset()
+    image_ref.ReferencedSOPClassUID = source.SOPClassUID
+    image_ref.ReferencedSOPInstanceUID = referenced
+    series_ref = Dataset()
+    series_ref.SeriesInstanceUID = source.SeriesInstanceUID
+    series_ref.ContourImageSequence = DicomSequence([image_ref])
+    study_ref = Dataset()
+    study_ref.ReferencedSOPClassUID = "1.2.840.10008.3.1.2.3.1"
+    study_ref.ReferencedSOPInstanceUID = source.StudyInstanceUID
+    study_ref.RTReferencedSeriesSequence = DicomSequence([series_ref])
+    for_ref = Dataset()
+    for_ref.FrameOfReferenceUID = frame_of_reference
+    for_ref.RTReferencedStudySequence = DicomSequence([study_ref])
+    ds.ReferencedFrameOfReferenceSequence = DicomSequence([for_ref])
+    roi_items, contour_items, observations = [], [], []
+    for number, (name, polygons) in enumerate(rois.items(), 1):
+        roi = Dataset()
+        roi.ROINumber, roi.ReferencedFrameOfReferenceUID, roi.ROIName = number, frame_of_reference, name
+        roi.ROIGenerationAlgorithm = "MANUAL"
+        roi_items.append(roi)
+        contours = []
+        for polygon in polygons:
+            contour = Dataset()
+            ref = Dataset()
+            ref.ReferencedSOPClassUID = source.SOPClassUID
+            ref.ReferencedSOPInstanceUID = referenced
+            contour.ContourImageSequence = DicomSequence([ref])
+            contour.ContourGeometricType = "CLOSED_PLANAR"
+            points = _patient_points(source, np.asarray(polygon, dtype=float))
+            contour.NumberOfContourPoints = len(points) // 3
+            contour.ContourData = points
+            contours.append(contour)
+        item = Dataset()
+        item.ReferencedROINumber = number
+        item.ROIDisplayColor = [255, 0, 255]
+        item.ContourSequence = DicomSequence(contours)
+        contour_items.append(item)
+        obs = Dataset()
+        obs.ObservationNumber, obs.ReferencedROINumber = number, number
+        obs.RTROIInterpretedType, obs.ROIInterpreter = "ORGAN", PHYSICIAN
+        observations.append(obs)
+    ds.StructureSetROISequence = DicomSequence(roi_items)
+    ds.ROIContourSequence = DicomSequence(contour_items)
+    ds.RTROIObservationsSequence = DicomSequence(observations)
+    return ds
