@@ -1,14 +1,17 @@
 # ScintiSeg — `make run` starts Orthanc with the plugin; `make test` passes every test.
-# Both set up what they need on a fresh Debian 12 machine (run as root, or with sudo).
+# Both set up what they need on a fresh Debian 12 or Debian 13 machine (run as root, or with sudo).
 
 SHELL := /bin/bash
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
-# The Orthanc Python plugin embeds Debian's interpreter: the venv must be made from it.
-SYSTEM_PYTHON := /usr/bin/python3
+# The Orthanc Python plugin embeds Debian's interpreter (python3.11 on Debian 12, python3.13 on
+# Debian 13, detected by scripts/orthanc-env.sh): the venv is made from it, and made again when
+# it is another one.
+SYSTEM_PYTHON := $(shell ./scripts/orthanc-env.sh ORTHANC_PLUGIN_PYTHON)
+PYTHON_NAME := $(notdir $(SYSTEM_PYTHON))
 APT_PACKAGES := orthanc orthanc-python orthanc-dicomweb dcmtk dicom3tools python3-venv
 
-.PHONY: setup apt venv ohif e2e-setup run test lint unit integration e2e bench clean
+.PHONY: setup apt venv ohif e2e-setup run test lint unit integration integration-trixie e2e bench clean
 
 setup: apt venv
 
@@ -20,18 +23,23 @@ apt:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed-$(PYTHON_NAME)
 
 # The package in editable mode with its extras, every version from constraints.txt; and the
 # runtime dependencies' wheels in $(WHEELHOUSE), from which the wheel test
 # (tests/integration/test_wheel.py) installs the built wheel in a fresh venv, offline.
 WHEELHOUSE := $(VENV)/wheelhouse
-$(VENV)/.installed: constraints.txt pyproject.toml
+$(VENV)/.installed-$(PYTHON_NAME): constraints.txt pyproject.toml
+	@case "$(PYTHON_NAME)" in python3.[0-9]*) \
+	  if [ -x $(PY) ] && [ "$$($(PY) -c 'import sys; print("python%d.%d" % sys.version_info[:2])')" != "$(PYTHON_NAME)" ]; then \
+	    echo "$(VENV) is not made from $(PYTHON_NAME), the interpreter of the Orthanc Python plugin: making it again"; \
+	    rm -rf $(VENV); \
+	  fi;; esac
 	@test -x $(PY) || $(SYSTEM_PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e '.[training,dev]'
 	$(PY) -m pip download -q -d $(WHEELHOUSE) -c constraints.txt --no-build-isolation .
-	@touch $@
+	@rm -f $(VENV)/.installed*; touch $@
 
 # The OHIF viewer (npm package @ohif/app, pinned), served by the plugin at /ohif/.
 ohif:
@@ -61,6 +69,12 @@ e2e: setup e2e-setup
 
 test: setup e2e-setup lint
 	SCINTISEG_E2E_REQUIRED=1 $(VENV)/bin/pytest -q tests
+	./scripts/trixie-integration.sh
+
+# The integration tests on Debian 13's Orthanc 1.12 and Python plugin 5.0, in a trixie chroot
+# under build/ (root; a Debian mirror and PyPI): part of `make test`.
+integration-trixie:
+	./scripts/trixie-integration.sh
 
 bench: setup
 	$(PY) bench/bench_pipeline.py

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import site
 import sys
 import threading
@@ -125,6 +126,32 @@ def on_change(change_type: int, level: int, resource_id: str) -> None:
         orthanc.LogError(f"ScintiSeg: error handling change {change_type} of {resource_id}: {exc}")
 
 
+#: Whether this orthanc-python takes SendHttpStatus(status, str, byte count), the form of 4.0
+#: (Debian 12), rather than (status, bytes), the form of 4.2 and later (5.0 on Debian 13).
+#: Learnt on the first error answer: each form is a TypeError in the other release, raised
+#: before anything is sent. None until then.
+_status_takes_size: bool | None = None
+
+
+def _send_http_status(output: Any, status: int, body: bytes) -> None:
+    """A status other than 200 with a body, in the form this plugin release takes."""
+    global _status_takes_size
+    if _status_takes_size is None:
+        try:
+            output.SendHttpStatus(status, body)
+            _status_takes_size = False
+            return
+        except TypeError:
+            _status_takes_size = True
+    if _status_takes_size:
+        # 4.0 takes a str whose length is the byte count: our error bodies are ASCII (JSON
+        # with escapes, or plain English)
+        text = body.decode("ascii", errors="replace")
+        output.SendHttpStatus(status, text, len(text))
+    else:
+        output.SendHttpStatus(status, body)
+
+
 def _send(output: Any, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
     """One answer through Orthanc's HTTP output (200 buffers; other codes as a status + body)."""
     for name, value in (headers or {}).items():
@@ -133,10 +160,7 @@ def _send(output: Any, status: int, body: bytes, content_type: str, headers: dic
         output.AnswerBuffer(body, content_type)
     else:
         output.SetHttpHeader("Content-Type", content_type)
-        # Orthanc's SendHttpStatus takes a str whose length is the byte count: our error
-        # bodies are ASCII (JSON with escapes, or plain English)
-        text = body.decode("ascii", errors="replace")
-        output.SendHttpStatus(status, text, len(text))
+        _send_http_status(output, status, body)
 
 
 def rest_status(output: Any, uri: str, **request: Any) -> None:
@@ -144,7 +168,9 @@ def rest_status(output: Any, uri: str, **request: Any) -> None:
     if request.get("method") != "GET":
         output.SendMethodNotAllowed("GET")
         return
-    body = json.dumps({**SERVICE.status(), "plugin_features": FEATURES}, indent=2).encode("ascii")
+    # "python": the interpreter the plugin embeds (3.11 on Debian 12, 3.13 on Debian 13)
+    answer = {**SERVICE.status(), "plugin_features": FEATURES, "python": platform.python_version()}
+    body = json.dumps(answer, indent=2).encode("ascii")
     _send(output, 200, body, "application/json")
 
 

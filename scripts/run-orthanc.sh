@@ -16,7 +16,8 @@
 #   SCINTISEG_MODELS       models folder, overrides ScintiSeg.ModelsDirectory  default ./models
 #   SCINTISEG_VENV         virtual environment of the plugin          default ./.venv
 #   ORTHANC_BIN, ORTHANC_PYTHON_PLUGIN, ORTHANC_DICOMWEB_PLUGIN   where Debian's packages
-#                          put them (ORTHANC_DICOMWEB_PLUGIN="" leaves DICOMweb out)
+#                          put them, detected by scripts/orthanc-env.sh on Debian 12 and 13
+#                          (ORTHANC_DICOMWEB_PLUGIN="" leaves DICOMweb out)
 # Extra arguments are passed to Orthanc (e.g. --verbose).
 set -euo pipefail
 
@@ -26,10 +27,11 @@ DICOM_PORT="${SCINTISEG_DICOM_PORT:-4242}"
 DATA="${SCINTISEG_DATA:-$ROOT/data}"
 CONFIG="${SCINTISEG_CONFIG:-$ROOT/orthanc.json}"
 SCU_AETS="${SCINTISEG_SCU_AETS:-STORESCU ECHOSCU}"
-ORTHANC_BIN="${ORTHANC_BIN:-$(command -v Orthanc || echo /usr/sbin/Orthanc)}"
-PYTHON_PLUGIN="${ORTHANC_PYTHON_PLUGIN:-/usr/share/orthanc/plugins/libOrthancPython.so}"
+# Orthanc and its plugins where this Debian release (12 or 13) or the environment puts them
+while IFS='=' read -r key value; do printf -v "$key" '%s' "$value"; done < <("$ROOT/scripts/orthanc-env.sh")
+PYTHON_PLUGIN="$ORTHANC_PYTHON_PLUGIN"
 # DICOMweb (for web viewers) is loaded when installed; set it empty to leave it out.
-DICOMWEB_PLUGIN="${ORTHANC_DICOMWEB_PLUGIN-/usr/share/orthanc/plugins/libOrthancDicomWeb.so}"
+DICOMWEB_PLUGIN="$ORTHANC_DICOMWEB_PLUGIN"
 export SCINTISEG_VENV="${SCINTISEG_VENV:-$ROOT/.venv}"
 # The plugin has no default models folder: the checkout's, unless the caller names another.
 export SCINTISEG_MODELS="${SCINTISEG_MODELS:-$ROOT/models}"
@@ -40,9 +42,15 @@ port_ok() { [[ "$1" =~ ^[0-9]+$ ]] && (( $1 >= 1 && $1 <= 65535 )); }
 port_ok "$HTTP_PORT" || die "SCINTISEG_HTTP_PORT must be a TCP port, got '$HTTP_PORT'"
 port_ok "$DICOM_PORT" || die "SCINTISEG_DICOM_PORT must be a TCP port, got '$DICOM_PORT'"
 [[ -x "$ORTHANC_BIN" ]] || die "Orthanc not found (apt-get install orthanc, or run 'make setup')"
-[[ -f "$PYTHON_PLUGIN" ]] || die "the Orthanc Python plugin $PYTHON_PLUGIN is missing (apt-get install orthanc-python)"
+[[ -n "$PYTHON_PLUGIN" && -f "$PYTHON_PLUGIN" ]] || die "the Orthanc Python plugin ${PYTHON_PLUGIN:-libOrthancPython.so} is missing (apt-get install orthanc-python)"
 [[ -f "$CONFIG" ]] || die "configuration $CONFIG not found"
 [[ -d "$SCINTISEG_VENV" ]] || die "no virtual environment at $SCINTISEG_VENV (run 'make setup')"
+# The plugin embeds one interpreter (3.11 on Debian 12, 3.13 on Debian 13): a venv of another
+# minor version has packages it cannot import (e.g. a work tree moved to another release).
+venv_version="$(sed -n 's/^version[_info]* *= *\([0-9]*\.[0-9]*\).*/\1/p' "$SCINTISEG_VENV/pyvenv.cfg" 2>/dev/null | head -n1)"
+if [[ -n "$venv_version" && "python$venv_version" != "$(basename "$ORTHANC_PLUGIN_PYTHON")" ]]; then
+  die "the virtual environment $SCINTISEG_VENV is Python $venv_version but the Orthanc Python plugin embeds $ORTHANC_PLUGIN_PYTHON (run 'make setup' to remake it)"
+fi
 
 mkdir -p "$DATA/db" "$DATA/config"
 DATA="$(cd "$DATA" && pwd)"

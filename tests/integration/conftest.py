@@ -16,7 +16,13 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from fake_models import write_fake_models  # noqa: E402
-from orthanc_harness import OrthancServer, missing_tools, trained_models  # noqa: E402
+from orthanc_harness import VERSIONS_SEEN, OrthancServer, missing_tools, trained_models  # noqa: E402
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Which Orthanc, Python plugin and Python the integration tests ran against."""
+    for line in sorted(VERSIONS_SEEN):
+        terminalreporter.write_line(f"Orthanc under test: {line}")
 
 
 # -- fixtures ------------------------------------------------------------------------------

@@ -38,10 +38,27 @@ from scintiseg.config import strip_json_comments
 from scintiseg.modelcard import ModelCardError, find_cards
 
 ROOT = Path(__file__).resolve().parents[2]
-ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
-PYTHON_PLUGIN = "/usr/share/orthanc/plugins/libOrthancPython.so"
+
+
+def orthanc_env() -> dict[str, str]:
+    """Where this machine's Orthanc and plugins are (``scripts/orthanc-env.sh``: Debian 12 or 13)."""
+    out = subprocess.run(
+        [str(ROOT / "scripts" / "orthanc-env.sh")], capture_output=True, text=True, timeout=30, check=True
+    ).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+ORTHANC_ENV = orthanc_env()
+ORTHANC = ORTHANC_ENV["ORTHANC_BIN"]
+PYTHON_PLUGIN = ORTHANC_ENV["ORTHANC_PYTHON_PLUGIN"]
+#: the plugin's virtual environment: the repository's .venv unless SCINTISEG_VENV names another
+#: (the Debian 13 run in a chroot has its own, made from that release's Python)
+VENV = Path(os.environ.get("SCINTISEG_VENV") or ROOT / ".venv")
 STABLE_AGE = 2
 SCU_AET = "STORESCU"
+#: what each Orthanc started in this session reported, e.g. "Orthanc 1.12.7, Python plugin 5.0
+#: on Python 3.13.5": the integration tests' summary prints it, so a run says what it checked
+VERSIONS_SEEN: set[str] = set()
 
 T = TypeVar("T")
 
@@ -49,7 +66,7 @@ T = TypeVar("T")
 def missing_tools() -> str | None:
     if not os.access(ORTHANC, os.X_OK):
         return "Orthanc is not installed (make setup)"
-    if not Path(PYTHON_PLUGIN).exists():
+    if not PYTHON_PLUGIN or not Path(PYTHON_PLUGIN).exists():
         return "orthanc-python is not installed (make setup)"
     if shutil.which("storescu") is None:
         return "dcmtk's storescu is not installed (make setup)"
@@ -126,7 +143,7 @@ class OrthancServer:
             "SCINTISEG_DATA": str(self.data),
             "SCINTISEG_CONFIG": str(self.data / "test-orthanc.json"),
             "SCINTISEG_MODELS": str(self.models),
-            "SCINTISEG_VENV": str(ROOT / ".venv"),
+            "SCINTISEG_VENV": str(VENV),
         }
         self.runs += 1
         with open(self.log_path, "wb") as log:
@@ -143,6 +160,17 @@ class OrthancServer:
         except AssertionError:
             self.stop()
             raise AssertionError(f"Orthanc did not start:\n{self.log()[-4000:]}") from None
+        v = self.versions()
+        VERSIONS_SEEN.add(f"Orthanc {v['orthanc']}, Python plugin {v['python_plugin']} on Python {v['python']}")
+
+    def versions(self) -> dict[str, str]:
+        """What the running Orthanc says it is (GET /system), its Python plugin (GET
+        /plugins/python) and the interpreter that plugin embeds (GET /scintiseg/status)."""
+        return {
+            "orthanc": str(self.get("/system")["Version"]),
+            "python_plugin": str(self.get("/plugins/python")["Version"]),
+            "python": str(self.get("/scintiseg/status")["python"]),
+        }
 
     def _plugin_running(self) -> bool:
         if self.process is not None and self.process.poll() is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import platform
 import sys
 import types
 from collections.abc import Iterator
@@ -46,6 +47,14 @@ class Output:
 
     def SendHttpStatusCode(self, code: int) -> None:  # noqa: N802
         self.status = code
+
+
+class Output50(Output):
+    """The answer object of orthanc-python 4.2 and later (5.0 on Debian 13): SendHttpStatus
+    takes the status and a bytes-like body (``Hz*``), and refuses 4.0's three arguments."""
+
+    def SendHttpStatus(self, code: int, body: Any) -> None:  # type: ignore[override]  # noqa: N802
+        self.body, self.status = (body.encode() if isinstance(body, str) else bytes(body)), code
 
 
 def fake_orthanc(config: dict[str, Any]) -> types.ModuleType:
@@ -168,3 +177,30 @@ def test_ohif_files_served_from_the_configured_folder(load_plugin: Any, tmp_path
     out = Output()
     route(out, "/ohif/missing.js", method="GET", groups=["missing.js"])
     assert out.status == 404
+
+
+@pytest.mark.parametrize("output_class", [Output, Output50], ids=["orthanc-python-4.0", "orthanc-python-5.0"])
+def test_error_answers_in_the_form_each_plugin_release_takes(
+    load_plugin: Any, tmp_path: Path, output_class: type[Output]
+) -> None:
+    """SendHttpStatus is (status, str, size) in 4.0 and (status, bytes) from 4.2 on: both answer."""
+    config = {
+        "UserMetadata": {"ScintiSegResult": 4242},
+        "ScintiSeg": {"ModelsDirectory": str(tmp_path), "OhifDirectory": str(tmp_path / "no-ohif")},
+    }
+    plugin, mod = load_plugin(config)
+    api = mod.routes["/scintiseg/studies/([^/]+)/process"]  # type: ignore[attr-defined]
+    for _ in range(2):  # the first answer learns the form, the next ones use it
+        out = output_class()
+        api(out, f"/scintiseg/studies/{STUDY}/process", method="POST", groups=[STUDY], body=b'{"force": "yes"}')
+        body = out.body.decode() if isinstance(out.body, bytes) else out.body
+        assert out.status == 400 and "force" in json.loads(body or "{}")["error"]
+        assert out.headers["Content-Type"] == "application/json"
+    out = output_class()
+    mod.routes["/ohif/(.*)"](out, "/ohif/viewer", method="GET", groups=["viewer"])  # type: ignore[attr-defined]
+    body = out.body.decode() if isinstance(out.body, bytes) else out.body
+    assert out.status == 503 and "setup-ohif" in (body or "")
+    assert plugin._status_takes_size is (output_class is Output)
+    out = output_class()
+    mod.routes["/scintiseg/status"](out, "/scintiseg/status", method="GET")  # type: ignore[attr-defined]
+    assert json.loads(out.body or "{}")["python"] == platform.python_version()
