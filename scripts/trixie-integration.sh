@@ -7,8 +7,9 @@
 #      orthanc-dicomweb, dcmtk and python3-venv; kept while the package list is the same
 #      and it is less than a week old, else made again
 #   2. /opt/scintiseg-venv in it, made from the chroot's own python3 (the interpreter its
-#      Python plugin embeds): requirements.txt, and requirements-dev.txt less torch (training
-#      only, the tests need none of it); kept while those files are the same
+#      Python plugin embeds): pyproject.toml's dependencies, its dev extra and its training
+#      extra less torch (no test here needs torch), the versions of constraints.txt, and the
+#      runtime wheels test_wheel.py installs from; kept while those two files are the same
 #   3. the repository bind-mounted read-only at /src, in mount and PID namespaces of the run's
 #      own (nothing stays mounted, no Orthanc outlives it), and `pytest tests/integration` run
 #      there with the chroot's Orthanc, plugins and storescu
@@ -32,6 +33,12 @@ DIR="${SCINTISEG_TRIXIE_DIR:-$ROOT/build/trixie}"
 MIRROR="${SCINTISEG_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 VENV=/opt/scintiseg-venv
 CHROOT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# pyproject.toml's requirements, on one line: "runtime" (the dependencies) or extras; torch left
+# out (training only, no test here needs it, and its wheels are gigabytes)
+PYPROJECT_DEPS='import sys, tomllib
+project = tomllib.load(open("/src/pyproject.toml", "rb"))["project"]
+reqs = [r for part in sys.argv[1:] for r in (project["dependencies"] if part == "runtime" else project["optional-dependencies"][part])]
+print(" ".join(r.replace(" ", "") for r in reqs if not r.startswith("torch")))'
 
 die() { echo "trixie-integration: $*" >&2; exit 1; }
 say() { echo "trixie-integration: $*"; }
@@ -111,22 +118,24 @@ in_chroot() {
 
 # -- 2. the venv ----------------------------------------------------------------------------
 t0=$(now)
-# requirements-dev.txt less its "-r requirements.txt" line and torch
-dev_requirements="$(grep -vE '^[[:space:]]*(#|-r[[:space:]]|torch[=<>~! ]|$)' "$ROOT/requirements-dev.txt" | tr '\n' ' ')"
-venv_key="$(cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" | sha256sum | cut -d' ' -f1)"
+venv_key="$(cat "$ROOT/pyproject.toml" "$ROOT/constraints.txt" | sha256sum | cut -d' ' -f1)"
 if [[ -f "$DIR/venv.stamp" && "$(cat "$DIR/venv.stamp")" == "$venv_key" && -x "$ROOTFS$VENV/bin/python" ]]; then
   say "reusing $VENV"
   venv_how=cached
 else
-  say "making $VENV from the chroot's python3 (requirements.txt + $dev_requirements)"
+  say "making $VENV from the chroot's python3: pyproject's dependencies and dev extra, its training extra less torch, versions of constraints.txt"
   rm -rf "${ROOTFS:?}$VENV" "$DIR/venv.stamp"
   in_chroot nice -n 10 bash -euo pipefail -c "
     python3 -m venv $VENV
-    $VENV/bin/python -m pip install -q -r /src/requirements.txt $dev_requirements
-    # the project's packages from the mounted tree (what 'pip install -e .' maps in pyproject.toml)
+    read -r runtime < <(python3 -c '$PYPROJECT_DEPS' runtime)
+    read -r others < <(python3 -c '$PYPROJECT_DEPS' dev training)
+    $VENV/bin/python -m pip install -q -c /src/constraints.txt \$runtime \$others
+    # the runtime wheels, from which tests/integration/test_wheel.py installs the wheel offline
+    $VENV/bin/python -m pip download -q -d $VENV/wheelhouse -c /src/constraints.txt \$runtime
+    # the project's packages from the mounted tree (an editable install would write into it)
     site=\$($VENV/bin/python -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])')
-    printf '%s\n' /src/plugin /src/phantoms >\"\$site/scintiseg-src.pth\"
-  " || die "could not make $VENV in the chroot (PyPI unreachable, or a pin without a wheel for its Python?)"
+    printf '%s\n' /src/plugin /src/phantoms /src/training >\"\$site/scintiseg-src.pth\"
+  " || die "could not make $VENV in the chroot (PyPI unreachable, or a pinned version without a wheel for its Python?)"
   echo "$venv_key" >"$DIR/venv.stamp"
   venv_how=fresh
 fi
@@ -137,15 +146,16 @@ t0=$(now)
 say "Debian $(cat "$ROOTFS/etc/debian_version"): $(chroot "$ROOTFS" dpkg-query -W -f='${Package} ${Version}, ' \
   orthanc orthanc-python orthanc-dicomweb dcmtk python3 | sed 's/, $//')"
 junit=/var/tmp/scintiseg-trixie-junit.xml
+basetemp=/var/tmp/scintiseg-trixie-pytest  # kept after the run: the Orthanc logs are there
 rm -f "$ROOTFS$junit"
 status=0
 in_chroot SCINTISEG_VENV="$VENV" SCINTISEG_EXPECT_ORTHANC="$EXPECT_ORTHANC" \
   SCINTISEG_EXPECT_PYTHON_PLUGIN="$EXPECT_PYTHON_PLUGIN" \
   bash -c 'cd /src && exec nice -n 10 '"$VENV"'/bin/python -m pytest -p no:cacheprovider -q -rs \
-    --junitxml='"$junit"' tests/integration "$@"' pytest "$@" || status=$?
+    --junitxml='"$junit"' --basetemp='"$basetemp"' tests/integration "$@"' pytest "$@" || status=$?
 t_tests=$(( $(now) - t0 ))
 say "times: chroot ${t_root} s ($root_how), venv ${t_venv} s ($venv_how), tests ${t_tests} s"
-(( status == 0 )) || die "the integration tests failed on Debian 13's Orthanc (pytest exit $status)"
+(( status == 0 )) || die "the integration tests failed on Debian 13's Orthanc (pytest exit $status; Orthanc logs under $ROOTFS$basetemp)"
 
 # pytest exits 0 when tests are skipped: here a skip is a failure, and so is no test at all
 [[ -f "$ROOTFS$junit" ]] || die "pytest wrote no report"
