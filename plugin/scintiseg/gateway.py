@@ -25,6 +25,8 @@ from typing import Any, Protocol
 #: Orthanc error code "Accessing an inexistent item" / "Unknown resource".
 _ORTHANC_INEXISTENT_ITEM = 7
 _ORTHANC_UNKNOWN_RESOURCE = 17
+#: ``POST /instances`` statuses that mean the instance is in Orthanc.
+STORED = ("Success", "AlreadyStored")
 
 
 class GatewayError(RuntimeError):
@@ -235,6 +237,10 @@ class OrthancGateway:
 
     def store_instance(self, data: bytes) -> StoredInstance:
         answer = json.loads(self._call("RestApiPost", "/instances", data))
+        status = str(answer.get("Status", ""))
+        if status not in STORED:
+            # e.g. "FilteredOut" (a Lua/plugin filter refused it) or "Failure" (full storage)
+            raise GatewayError(f"Orthanc refused to store the instance (status {status or 'unknown'})")
         return StoredInstance(
             instance_id=answer["ID"],
             status=str(answer.get("Status", "")),

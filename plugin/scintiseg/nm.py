@@ -20,9 +20,23 @@ the Modality LUT rescale (Rescale Slope/Intercept) applied when the source has
 one; NM Image Storage normally has none, in which case the values are the
 stored counts.
 
-Errors are :class:`NotNMImageError` (this is not a scintigraphy, skip it) and
-:class:`UnreadableImageError` (it is one, but its pixels cannot be used); both
-are ``ValueError`` subclasses with a message meant for a user's log.
+Errors are :class:`NotNMImageError` (this is not a scintigraphy, skip it),
+:class:`OutOfScopeImageError` (an NM image outside what ScintiSeg segments,
+skip it) and :class:`UnreadableImageError` (it is one, but its pixels cannot
+be used); all are ``ValueError`` subclasses with a message meant for a user's
+log.
+
+Limits, checked from the header before any pixel is decoded, so that one
+image never costs unbounded memory (the models see all frames of an image in
+one batch):
+
+* at most :data:`MAX_FRAMES` frames: a dynamic acquisition (e.g. 120 frames
+  of a thyroid uptake curve) is skipped, code ``dynamic``;
+* a matrix of at least :data:`MIN_MATRIX` pixels a side (a 1x1 image is no
+  scintigraphy), code ``matrix``, and at most :data:`MAX_PIXELS` pixels in
+  all frames together;
+* a greyscale photometric interpretation (``MONOCHROME1/2``): colour and
+  palette images are unreadable as counts.
 """
 
 from __future__ import annotations
@@ -40,6 +54,15 @@ NM_IMAGE_STORAGE_RETIRED = "1.2.840.10008.5.1.4.1.1.5"
 
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
+#: Most frames in one image: static thyroid views have 1 to a few; dynamic series are skipped.
+MAX_FRAMES = 32
+#: Smallest matrix side (pixels) of a scintigraphy.
+MIN_MATRIX = 8
+#: Most pixels of one image, all frames together (32 frames of 1024 x 1024).
+MAX_PIXELS = 32 * 1024 * 1024
+#: Photometric interpretations whose values are counts.
+GREYSCALE = ("MONOCHROME2", "MONOCHROME1", "")
+
 
 class SkippedImageError(ValueError):
     """An image that is not segmented, for a reason a user reads (``code`` names it)."""
@@ -51,6 +74,14 @@ class NotNMImageError(SkippedImageError):
     """The instance is not a nuclear-medicine image (wrong SOP class / modality)."""
 
     code = "not_nm"
+
+
+class OutOfScopeImageError(SkippedImageError):
+    """An NM image outside what ScintiSeg segments (dynamic, too small a matrix)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
 
 
 class UnreadableImageError(ValueError):
@@ -113,6 +144,12 @@ def nm_frames(ds: Dataset) -> np.ndarray:
             f"{_describe(ds)} has {samples} samples per pixel (a colour image); "
             "a scintigraphy must be a greyscale count image"
         )
+    photometric = str(ds.get("PhotometricInterpretation") or "").strip().upper()
+    if photometric not in GREYSCALE:
+        raise UnreadableImageError(
+            f"{_describe(ds)} has the photometric interpretation {photometric} (its values index "
+            "colours, they are not counts); a scintigraphy must be a greyscale count image"
+        )
     try:
         rows, cols = int(ds.Rows), int(ds.Columns)
         n_frames = int(ds.get("NumberOfFrames") or 1)
@@ -124,6 +161,7 @@ def nm_frames(ds: Dataset) -> np.ndarray:
         raise UnreadableImageError(
             f"{_describe(ds)} has an empty matrix ({n_frames} frames of {rows}x{cols})"
         )
+    _check_limits(ds, n_frames, rows, cols)
     try:
         pixels = np.asarray(ds.pixel_array)
     except Exception as exc:  # decoder boundary: pydicom raises many types
@@ -145,6 +183,25 @@ def nm_frames(ds: Dataset) -> np.ndarray:
     if intercept != 0.0:
         frames += np.float32(intercept)
     return frames
+
+
+def _check_limits(ds: Dataset, n_frames: int, rows: int, cols: int) -> None:
+    """The header's matrix against :data:`MAX_FRAMES`, :data:`MIN_MATRIX`, :data:`MAX_PIXELS`."""
+    if n_frames > MAX_FRAMES:
+        raise OutOfScopeImageError(
+            "dynamic",
+            f"{_describe(ds)} has {n_frames} frames; ScintiSeg segments static views of at most "
+            f"{MAX_FRAMES} frames (a dynamic acquisition is not segmented)",
+        )
+    if min(rows, cols) < MIN_MATRIX:
+        raise OutOfScopeImageError(
+            "matrix", f"{_describe(ds)} has a {rows}x{cols} matrix, smaller than {MIN_MATRIX}x{MIN_MATRIX}"
+        )
+    if n_frames * rows * cols > MAX_PIXELS:
+        raise OutOfScopeImageError(
+            "matrix",
+            f"{_describe(ds)} has {n_frames} frames of {rows}x{cols}, more than {MAX_PIXELS} pixels in all",
+        )
 
 
 def pixel_spacing_mm(ds: Dataset) -> tuple[float, float] | None:

@@ -26,8 +26,12 @@ AFFINE = {"gland": (40.0, 0.35), "nodule": (-40.0, 0.2)}
 WINDOW = {"gland": "full", "nodule": "gland"}
 
 
-def affine_onnx(scale: float, offset: float, size: int = SIZE) -> bytes:
-    """``logits = scale * (image - offset)`` as an ONNX model (opset 17, dynamic batch)."""
+def affine_onnx(scale: float, offset: float, size: int = SIZE, fixed_batch: int | None = None) -> bytes:
+    """``logits = scale * (image - offset)`` as an ONNX model (opset 17, dynamic batch).
+
+    ``fixed_batch``: the graph reshapes to that batch size, so onnxruntime fails at run
+    time (a Reshape error) on any other batch, e.g. an image with more frames.
+    """
     import onnx
     from onnx import TensorProto, helper
 
@@ -35,16 +39,15 @@ def affine_onnx(scale: float, offset: float, size: int = SIZE) -> bytes:
     logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 1, size, size])
     off = helper.make_tensor("offset", TensorProto.FLOAT, [], [offset])
     sc = helper.make_tensor("scale", TensorProto.FLOAT, [], [scale])
-    graph = helper.make_graph(
-        [
-            helper.make_node("Sub", ["image", "offset"], ["centred"]),
-            helper.make_node("Mul", ["centred", "scale"], ["logits"]),
-        ],
-        "scintiseg-fake",
-        [image],
-        [logits],
-        initializer=[off, sc],
-    )
+    nodes = [
+        helper.make_node("Sub", ["image", "offset"], ["centred"]),
+        helper.make_node("Mul", ["centred", "scale"], ["logits" if fixed_batch is None else "scaled"]),
+    ]
+    initializers = [off, sc]
+    if fixed_batch is not None:
+        initializers.append(helper.make_tensor("shape", TensorProto.INT64, [4], [fixed_batch, 1, size, size]))
+        nodes.append(helper.make_node("Reshape", ["scaled", "shape"], ["logits"]))
+    graph = helper.make_graph(nodes, "scintiseg-fake", [image], [logits], initializer=initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8  # readable by every onnxruntime >= 1.10
     onnx.checker.check_model(model)
@@ -75,19 +78,23 @@ def fake_card(task: str, sha256: str, version: str = FAKE_VERSION) -> dict[str, 
 
 
 def write_fake_models(
-    models_dir: Path, version: str = FAKE_VERSION, refine: tuple[float, float] | None = None
+    models_dir: Path,
+    version: str = FAKE_VERSION,
+    refine: tuple[float, float] | None = None,
+    fixed_batch: int | None = None,
 ) -> Path:
     """Write the two fake models under ``models_dir`` and check they load; returns it.
 
     ``refine`` = ``(scale, offset)`` gives the gland model a second pass (``refine.onnx``,
-    the same affine map on the gland window).
+    the same affine map on the gland window). ``fixed_batch``: the gland model fails in
+    onnxruntime on another batch size (see :func:`affine_onnx`).
     """
     models_dir = Path(models_dir)
     for task, (scale, offset) in AFFINE.items():
         folder = models_dir / task
         folder.mkdir(parents=True, exist_ok=True)
         onnx_path = folder / "model.onnx"
-        onnx_path.write_bytes(affine_onnx(scale, offset))
+        onnx_path.write_bytes(affine_onnx(scale, offset, fixed_batch=fixed_batch if task == "gland" else None))
         card = fake_card(task, sha256_file(onnx_path), version)
         if task == "gland" and refine is not None:
             refine_path = folder / "refine.onnx"

@@ -195,6 +195,14 @@ class OrthancServer:
                 self.process.wait(5)
         self.process = None
 
+    def kill(self) -> None:
+        """``kill -9`` Orthanc (the script ``exec``-s it: the process is Orthanc itself)."""
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+        self.process = None
+
     def restart(self) -> None:
         self.stop()
         self.start()
@@ -215,10 +223,14 @@ class OrthancServer:
         """REST upload, as a web client would (``POST /instances``)."""
         return json.loads(self.request("POST", "/instances", data))
 
-    def storescu(self, files: Sequence[Path]) -> float:
-        """C-STORE the files in one association; returns the time the last one was stored."""
+    def storescu(self, files: Sequence[Path], *options: str) -> float:
+        """C-STORE the files in one association; returns the time the last one was stored.
+
+        ``options`` go to storescu (e.g. ``-R``: propose each file's own transfer syntax).
+        """
         aet = self.get("/system")["DicomAet"]
-        cmd = ["storescu", "-aet", SCU_AET, "-aec", aet, "127.0.0.1", str(self.dicom_port), *map(str, files)]
+        cmd = ["storescu", *options, "-aet", SCU_AET, "-aec", aet, "127.0.0.1", str(self.dicom_port),
+               *map(str, files)]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
         assert proc.returncode == 0, f"storescu failed: {proc.stdout}{proc.stderr}"
         return time.monotonic()

@@ -161,3 +161,22 @@ def test_pixel_spacing() -> None:
     for bad in ([0.0, 2.0], [-1.0, 1.0], [2.0]):
         ds.PixelSpacing = bad
         assert pixel_spacing_mm(ds) is None, bad
+
+
+def test_limits_are_checked_from_the_header_before_decoding() -> None:
+    from scintiseg.nm import MAX_FRAMES, OutOfScopeImageError
+
+    dynamic = make_nm(rows=16, frames=MAX_FRAMES + 1)
+    with pytest.raises(OutOfScopeImageError, match=r"^dynamic: .* has 33 frames"):
+        nm_frames(dynamic)
+    tiny = make_nm(rows=4)
+    with pytest.raises(OutOfScopeImageError, match=r"^matrix: .* 4x4 matrix"):
+        nm_frames(tiny)
+    assert nm_frames(make_nm(rows=16, frames=MAX_FRAMES)).shape == (MAX_FRAMES, 16, 16)
+
+
+def test_palette_images_are_not_counts() -> None:
+    ds = make_nm(rows=16)
+    ds.PhotometricInterpretation = "PALETTE COLOR"
+    with pytest.raises(UnreadableImageError, match="PALETTE COLOR"):
+        nm_frames(ds)
