@@ -10,6 +10,9 @@
     (the phantom package ``scintiseg_phantoms``).
 ``scintiseg train|evaluate|export|dataset ...``
     The training commands of ``scintiseg_training`` (need ``scintiseg[training]``: torch, onnx).
+``scintiseg export --url URL --out DIR [--user U --password P]``
+    With ``--url``: the physician-labelled images of a running Orthanc as an nnU-Net v2 raw
+    dataset (:mod:`scintiseg.datasets`); without it, ``export`` exports a trained model.
 """
 
 from __future__ import annotations
@@ -238,6 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "export" and any(a == "--url" or a.startswith("--url=") for a in argv[1:]):
+        from .datasets import main as export_dataset  # the dataset of a running Orthanc
+
+        return export_dataset(argv[1:])
     if argv and argv[0] in TRAINING_COMMANDS:
         return run_training_command(argv[0], argv[1:])
     args = build_parser().parse_args(argv)

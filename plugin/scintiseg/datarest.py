@@ -1,4 +1,4 @@
-"""The REST routes of the anonymized database's loop: physician labels and agreement statistics.
+"""The REST routes of the anonymized database's loop: labels, agreement statistics, datasets.
 
 ::
 
@@ -7,6 +7,8 @@
                                           agreement) or refused with the reason
     GET  /scintiseg/stats                 AI-vs-physician agreement over the database, by
                                           model versions (images, Dice per label, nodules)
+    POST /scintiseg/datasets/export       every labelled image as image-mask couples: a zip of
+                                          an nnU-Net v2 raw dataset (scintiseg.datasets)
 
 :mod:`scintiseg.rest` routes these paths here (:data:`rest._ROUTES`), so the answers go
 through its error boundary; documented in ``docs/openapi.yaml``. The backend is the
@@ -17,12 +19,16 @@ declared: the routes then answer 503).
 
 from __future__ import annotations
 
+import json
 from typing import Any, Protocol
 
 from .agreement import summarise
 from .rest import HttpError, Response, json_response, known_study
 
-__all__ = ["get_stats", "get_study_labels"]
+__all__ = ["get_stats", "get_study_labels", "post_export"]
+
+ZIP = "application/zip"
+
 
 class DataBackend(Protocol):
     """What these routes need from the plugin backend."""
@@ -85,3 +91,35 @@ def get_stats(backend: DataBackend) -> Response:
         "labelled_studies": len(studies),
         "by_models": summarise(agreements),
     })
+
+
+def parse_export_body(body: bytes | None) -> dict[str, Any]:
+    """Options of ``POST /scintiseg/datasets/export``; :class:`HttpError` 400 if malformed."""
+    if body is None or not body.strip():
+        return {}
+    try:
+        value = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise HttpError(400, f"the body must be JSON, e.g. {{\"flip\": true}} ({exc})") from exc
+    allowed = {"flip": bool, "test_fraction": float, "allow_identified": bool}
+    if not isinstance(value, dict) or set(value) - set(allowed):
+        raise HttpError(400, "the body must be a JSON object with only \"flip\", \"test_fraction\" and "
+                             "\"allow_identified\"")
+    for key in ("flip", "allow_identified"):
+        if key in value and not isinstance(value[key], bool):
+            raise HttpError(400, f"\"{key}\" must be true or false")
+    fraction = value.get("test_fraction", 0.2)
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 <= fraction < 1:
+        raise HttpError(400, "\"test_fraction\" must be a number in [0, 1)")
+    return value
+
+
+def post_export(backend: DataBackend, body: bytes | None) -> Response:
+    from .datasets import ExportOptions, export_zip
+
+    options = parse_export_body(body)
+    intake = _intake(backend)
+    data = export_zip(intake, backend.gateway, ExportOptions(
+        flip=options.get("flip", True), test_fraction=float(options.get("test_fraction", 0.2)),
+        allow_identified=options.get("allow_identified", False)))
+    return Response(200, data, ZIP)

@@ -11,6 +11,7 @@ these functions' answers)::
     POST /scintiseg/studies/{id}/process        queue the study again; body {"force": bool}
     GET  /scintiseg/studies/{id}/labels         physician labels (scintiseg.datarest)
     GET  /scintiseg/stats                       AI-vs-physician agreement (scintiseg.datarest)
+    POST /scintiseg/datasets/export             nnU-Net raw dataset zip (scintiseg.datarest)
 
 ``{id}`` is Orthanc's study identifier. :func:`dispatch` is the only entry
 point: it takes the method, the URI and the body, and returns a
@@ -60,9 +61,10 @@ ORTHANC_ROUTES: tuple[str, ...] = (
     r"/scintiseg/studies/([^/]+)",
     r"/scintiseg/studies/([^/]+)/preview\.png",
     r"/scintiseg/studies/([^/]+)/process",
-    # physician labels and agreement (scintiseg.datarest)
+    # physician labels, agreement and datasets (scintiseg.datarest)
     r"/scintiseg/studies/([^/]+)/labels",
     r"/scintiseg/stats",
+    r"/scintiseg/datasets/export",
 )
 
 
@@ -359,6 +361,8 @@ _ROUTES: tuple[tuple[re.Pattern[str], str, Handler], ...] = (
     (re.compile(r"/scintiseg/studies/([^/]+)/labels"), "GET",
      lambda b, g, _: _data().get_study_labels(b, g[0])),  # type: ignore[arg-type]
     (re.compile(r"/scintiseg/stats"), "GET", lambda b, g, _: _data().get_stats(b)),  # type: ignore[arg-type]
+    (re.compile(r"/scintiseg/datasets/export"), "POST",
+     lambda b, g, body: _data().post_export(b, body)),  # type: ignore[arg-type]
 )
 
 

@@ -27,6 +27,8 @@ resolution from it.
 Usage::
 
     python -m scintiseg_training.dataset --name scintiseg --scans 2300 --test 400 --workers 2
+    # or from the physician-labelled images of ScintiSeg's database (scintiseg export):
+    python -m scintiseg_training.dataset --name department --export exports/department
 """
 
 from __future__ import annotations
@@ -101,6 +103,32 @@ def _to_u8(a: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
 
 
+def couple_from_arrays(
+    counts: np.ndarray, gland: np.ndarray, nodules: np.ndarray, *, seed: int, flip: bool, kind: str,
+    pixel_spacing_mm: float, jitter: bool, size: int = SIZE,
+) -> Couple:
+    """One preprocessed couple from a frame's counts and its gland and nodule masks."""
+    counts = np.asarray(counts, dtype=np.float32)
+    gland, nodules = np.asarray(gland, dtype=bool), np.asarray(nodules, dtype=bool)
+    fw = full_window((counts.shape[0], counts.shape[1]))
+    gw = gland_window(gland)
+    if jitter:
+        rng = np.random.default_rng([seed, int(flip), 7])
+        gw = jitter_window(gw, rng)
+    return Couple(
+        seed=seed,
+        flip=flip,
+        kind=kind,
+        matrix=int(max(counts.shape)),
+        pixel_spacing_mm=float(pixel_spacing_mm),
+        gland_x=model_input(counts, fw, size, NORMALISATION).astype(np.float16),
+        gland_y=_to_u8(mask_to_window(gland, fw, size)),
+        nodule_x=model_input(counts, gw, size, NORMALISATION).astype(np.float16),
+        nodule_y=_to_u8(mask_to_window(nodules, gw, size)),
+        gland_refine_y=_to_u8(mask_to_window(gland, gw, size)),
+    )
+
+
 def couples_for_scan(seed: int, jitter: bool, size: int = SIZE) -> list[Couple]:
     """The two preprocessed couples (original, left-right flip) of scan ``seed``."""
     from scintiseg_phantoms.thyroid import generate_scan
@@ -113,25 +141,8 @@ def couples_for_scan(seed: int, jitter: bool, size: int = SIZE) -> list[Couple]:
         nodules = np.asarray(scan.nodules, dtype=bool)
         if flip:
             counts, gland, nodules = counts[:, ::-1], gland[:, ::-1], nodules[:, ::-1]
-        fw = full_window((counts.shape[0], counts.shape[1]))
-        gw = gland_window(gland)
-        if jitter:
-            rng = np.random.default_rng([seed, int(flip), 7])
-            gw = jitter_window(gw, rng)
-        out.append(
-            Couple(
-                seed=seed,
-                flip=flip,
-                kind=str(scan.kind),
-                matrix=int(max(counts.shape)),
-                pixel_spacing_mm=float(scan.pixel_spacing_mm),
-                gland_x=model_input(counts, fw, size, NORMALISATION).astype(np.float16),
-                gland_y=_to_u8(mask_to_window(gland, fw, size)),
-                nodule_x=model_input(counts, gw, size, NORMALISATION).astype(np.float16),
-                nodule_y=_to_u8(mask_to_window(nodules, gw, size)),
-                gland_refine_y=_to_u8(mask_to_window(gland, gw, size)),
-            )
-        )
+        out.append(couple_from_arrays(counts, gland, nodules, seed=seed, flip=flip, kind=str(scan.kind),
+                                      pixel_spacing_mm=float(scan.pixel_spacing_mm), jitter=jitter, size=size))
     return out
 
 
@@ -176,6 +187,23 @@ def build(
             if i % log_every == 0 or i == total:
                 progress(i)
     print(file=sys.stderr)
+    save_couples(out, couples, test_set)
+    split = {
+        "salt": SPLIT_SALT,
+        "n_scans": len(seeds),
+        "train": train,
+        "test": test,
+        "couples_per_scan": ["original", "left-right flip"],
+        "size": SIZE,
+        "normalisation": {"percentile": NORMALISATION.percentile, "clip": NORMALISATION.clip},
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    split_path(out).write_text(json.dumps(split, indent=1), encoding="utf-8")
+    return split
+
+
+def save_couples(out: Path, couples: list[Couple], test_set: set[int]) -> None:
+    """Cache the couples in ``out`` (.npz); a couple is a test couple when its seed is in ``test_set``."""
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(
         out,
@@ -191,12 +219,43 @@ def build(
         matrix=np.array([c.matrix for c in couples], dtype=np.int32),
         pixel_spacing_mm=np.array([c.pixel_spacing_mm for c in couples], dtype=np.float32),
     )
+
+
+def patient_seed(patient_id: str) -> int:
+    """A stable integer standing for a patient, so that couples group by patient like scans by seed."""
+    return int.from_bytes(hashlib.sha256(f"patient:{patient_id}".encode()).digest()[:7], "big")
+
+
+def build_from_export(export_dir: Path, out: Path) -> dict[str, Any]:
+    """Cache an export of ``scintiseg export`` (nnU-Net v2 raw layout + manifest.json) like :func:`build`.
+
+    The export's couples are used as they are (its mirrored couples included: no second
+    flip), its ``split`` decides the test couples, and the ``seed`` of a couple stands for its
+    patient, so that validation also holds out whole patients.
+    """
+    from scintiseg.nifti import read_nifti
+
+    t0 = time.perf_counter()
+    manifest = json.loads((export_dir / "manifest.json").read_text(encoding="utf-8"))
+    couples: list[Couple] = []
+    test_set: set[int] = set()
+    for case in manifest["cases"]:
+        counts, spacing = read_nifti((export_dir / "imagesTr" / f"{case['case']}_0000.nii.gz").read_bytes())
+        labels, _ = read_nifti((export_dir / "labelsTr" / f"{case['case']}.nii.gz").read_bytes())
+        seed = patient_seed(str(case["patient"]))
+        test = case["split"] == "test"
+        if test:
+            test_set.add(seed)
+        couples.append(couple_from_arrays(counts, labels >= 1, labels == 2, seed=seed, flip=bool(case["flipped"]),
+                                          kind="export", pixel_spacing_mm=spacing[1], jitter=not test))
+    if not couples:
+        raise SystemExit(f"{export_dir} holds no couple")
+    save_couples(out, couples, test_set)
     split = {
-        "salt": SPLIT_SALT,
-        "n_scans": len(seeds),
-        "train": train,
-        "test": test,
-        "couples_per_scan": ["original", "left-right flip"],
+        "export": str(export_dir),
+        "n_cases": len(couples),
+        "train": sorted({c["patient"] for c in manifest["cases"] if c["split"] == "train"}),
+        "test": sorted({c["patient"] for c in manifest["cases"] if c["split"] == "test"}),
         "size": SIZE,
         "normalisation": {"percentile": NORMALISATION.percentile, "clip": NORMALISATION.clip},
         "seconds": round(time.perf_counter() - t0, 1),
@@ -255,9 +314,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--test", type=int, default=400, help="scans held out for testing")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--export", type=Path, default=None,
+                    help="build from a dataset export (scintiseg export --url ... --out DIR) instead of phantoms")
     args = ap.parse_args(argv)
-    seeds = list(range(args.first_seed, args.first_seed + args.scans))
     out = args.datasets / f"{args.name}.npz"
+    if args.export is not None:
+        summary = build_from_export(args.export, out)
+        print(f"wrote {out} ({summary['n_cases']} couples of {len(summary['train'])} training and "
+              f"{len(summary['test'])} test patients) from {args.export}", file=sys.stderr)
+        return
+    seeds = list(range(args.first_seed, args.first_seed + args.scans))
     print(
         f"building {out}: {len(seeds)} scans, {args.test} held out, {args.workers} workers",
         file=sys.stderr,

@@ -1,0 +1,283 @@
+"""Datasets out: every physician-labelled image as image-mask couples, nnU-Net v2 raw layout.
+
+:func:`export` walks the accepted label records of the database
+(:class:`~scintiseg.labelintake.LabelIntake`), reads each label object and its source NM
+image again through the gateway, and writes one couple per labelled frame, and its
+left-right mirror (``flip``, the augmentation of the original work), as::
+
+    imagesTr/<case>_0000.nii.gz    the frame's counts (float32), pixel spacing in the header
+    labelsTr/<case>.nii.gz         0 background, 1 gland, 2 cold nodule (uint8)
+    dataset.json                   channel_names, labels, numTraining, file_ending (nnU-Net v2)
+    manifest.json                  one entry per case (below)
+
+so that nnU-Net v2 (``nnUNetv2_plan_and_preprocess`` on ``DatasetXXX_Name/``), MONAI and
+ScintiSeg's own training (``scintiseg_training.dataset --export DIR``) train on it.
+
+Cases are named ``<pseudonymous patient>_<10 hex of the source image and frame>`` (+ ``_lr``
+for the mirror): the name of a couple does not change when the database grows. Each
+manifest entry holds the pseudonymous patient and study, the source instance and frame, the
+label's provenance (object, kind, who, what, when), the model versions at labelling time,
+and the ``split``: ``test`` when a hash of the patient id falls below ``test_fraction``,
+else ``train``, so a patient's couples (mirrors included) stay on one side, and a patient
+never changes side as the database grows. The export copies no DICOM header: nothing but
+the pseudonyms, UIDs of the pseudonymized objects, pixel spacing and pixels leaves Orthanc;
+images whose patient is not pseudonymous are left out (and counted in the manifest) unless
+``allow_identified`` is set.
+
+Two entry points: ``POST /scintiseg/datasets/export`` (:func:`export_zip`, in memory) and
+the command line ``scintiseg export --url URL --out DIR`` (:func:`main`, over HTTP with
+:class:`scintiseg.httpapi.HttpApi`, a progress bar on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import logging
+import os
+import sys
+import time
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import pydicom
+
+from .anonymize import is_pseudonymous
+from .gateway import Gateway, NotFoundError
+from .labelintake import LabelIntake
+from .labels import LabelRefused, read_label_object
+from .nifti import write_nifti
+from .nm import nm_frames, pixel_spacing_mm
+
+log = logging.getLogger(__name__)
+
+__all__ = ["LABEL_VALUES", "ExportOptions", "export", "export_zip", "main", "split_of"]
+
+SPLIT_SALT = "scintiseg-export-split-v1"
+#: The label map's values (nnU-Net ``labels``): a nodule pixel is also gland.
+LABEL_VALUES = {"background": 0, "gland": 1, "nodule": 2}
+FILE_ENDING = ".nii.gz"
+#: Environment variables for the command line's Orthanc credentials.
+USER_ENV, PASSWORD_ENV = "SCINTISEG_ORTHANC_USER", "SCINTISEG_ORTHANC_PASSWORD"
+
+Sink = Callable[[str, bytes], None]
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """``flip``: also write each couple mirrored left-right; ``test_fraction``: patients held out;
+    ``allow_identified``: also export images whose patient is not pseudonymous (off: skipped)."""
+
+    flip: bool = True
+    test_fraction: float = 0.2
+    allow_identified: bool = False
+
+
+def split_of(patient_id: str, test_fraction: float) -> str:
+    """``test`` or ``train`` for a patient, from a hash of its (pseudonymous) id only."""
+    digest = hashlib.sha256(f"{SPLIT_SALT}:{patient_id}".encode()).digest()
+    return "test" if int.from_bytes(digest[:8], "big") / 2**64 < test_fraction else "train"
+
+
+def case_name(patient_id: str, source_uid: str, frame: int) -> str:
+    """A case name that stays the same as the database grows (nnU-Net: letters, digits, ``_``)."""
+    key = hashlib.sha256(f"{source_uid}:{frame}".encode()).hexdigest()[:10]
+    safe = "".join(c if c.isalnum() else "_" for c in patient_id) or "patient"
+    return f"{safe}_{key}"
+
+
+def label_map(masks: dict[str, np.ndarray], frame: int, shape: tuple[int, int]) -> np.ndarray:
+    out = np.zeros(shape, dtype=np.uint8)
+    for name in ("gland", "nodule"):  # nodules last: they lie inside the gland
+        if name in masks:
+            out[masks[name][frame]] = LABEL_VALUES[name]
+    return out
+
+
+def _labelled_images(intake: LabelIntake) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    out = []
+    for study_id, record in intake.all_records():
+        if record.get("status") != "accepted":
+            continue
+        for entry in record.get("images") or []:
+            if any(lab.get("maps_to") for lab in entry.get("labels") or []):
+                out.append((study_id, record, entry))
+    return out
+
+
+def export(
+    intake: LabelIntake, gateway: Gateway, sink: Sink, options: ExportOptions = ExportOptions(),
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Write the dataset through ``sink(relative path, bytes)``; returns ``dataset.json``."""
+    images = _labelled_images(intake)
+    cases: list[dict[str, Any]] = []
+    identified = 0
+    for done, (study_id, record, entry) in enumerate(images, 1):
+        try:
+            couples = _couples(gateway, study_id, record, entry, options, sink)
+        except (NotFoundError, LabelRefused) as exc:  # deleted or changed since it was recorded
+            log.warning("label %s: skipped in the export (%s)", record.get("instance_id"), exc)
+            couples = []
+        if couples is None:
+            identified += 1
+        else:
+            cases += couples
+        if progress is not None:
+            progress(done, len(images))
+    cases.sort(key=lambda c: str(c["case"]))
+    dataset = {
+        "name": "ScintiSeg",
+        "description": "Thyroid scintigraphy frames with physician labels, exported by ScintiSeg",
+        "channel_names": {"0": "NM"},
+        "labels": dict(LABEL_VALUES),
+        "numTraining": len(cases),
+        "file_ending": FILE_ENDING,
+        "overwrite_image_reader_writer": "SimpleITKIO",
+    }
+    sink("dataset.json", (json.dumps(dataset, indent=2) + "\n").encode())
+    manifest = {"schema": 1, "split": {"salt": SPLIT_SALT, "test_fraction": options.test_fraction,
+                                       "by": "sha256 of the pseudonymous patient id"},
+                "flip": options.flip, "skipped_not_pseudonymous": identified, "cases": cases}
+    sink("manifest.json", (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
+    return dataset
+
+
+def _couples(
+    gateway: Gateway, study_id: str, record: dict[str, Any], entry: dict[str, Any], options: ExportOptions,
+    sink: Sink,
+) -> list[dict[str, Any]] | None:
+    """The couples of one labelled image; ``None`` when its patient is not pseudonymous (not exported)."""
+    source = pydicom.dcmread(io.BytesIO(gateway.instance_file(str(entry["source_instance_id"]))))
+    if not options.allow_identified and not is_pseudonymous(
+        {k: str(source.get(k, "")) for k in ("PatientID", "PatientName")}
+    ):
+        return None
+    label_object = pydicom.dcmread(io.BytesIO(gateway.instance_file(str(record["instance_id"]))))
+    uid = str(entry["source_sop_instance_uid"])
+    (image,) = [i for i in read_label_object(label_object, lambda u: source if u == uid else None)
+                if i.source_sop_instance_uid == uid]
+    masks = image.model_masks()
+    frames = nm_frames(source)
+    spacing = pixel_spacing_mm(source) or (1.0, 1.0)
+    patient = str(source.get("PatientID", ""))
+    split = split_of(patient, options.test_fraction)
+    drawn = sorted({int(f) for m in masks.values() for f in np.flatnonzero(m.any(axis=(1, 2)))})
+    out = []
+    for frame in drawn:
+        base = case_name(patient, uid, frame + 1)
+        counts = frames[frame].astype(np.float32)
+        labels = label_map(masks, frame, counts.shape)
+        for flipped in (False, True) if options.flip else (False,):
+            case = base + ("_lr" if flipped else "")
+            img, lab = (counts[:, ::-1], labels[:, ::-1]) if flipped else (counts, labels)
+            sink(f"imagesTr/{case}_0000{FILE_ENDING}", write_nifti(np.ascontiguousarray(img), spacing))
+            sink(f"labelsTr/{case}{FILE_ENDING}", write_nifti(np.ascontiguousarray(lab), spacing))
+            out.append({
+                "case": case,
+                "flipped": flipped,
+                "of_case": base,
+                "split": split,
+                "patient": patient,
+                "patient_name": str(source.get("PatientName", "")),
+                "study_instance_uid": str(source.get("StudyInstanceUID", "")),
+                "study": str(entry.get("source_study") or study_id),
+                "source_sop_instance_uid": uid,
+                "source_instance_id": entry["source_instance_id"],
+                "frame": frame + 1,
+                "matrix": [int(counts.shape[0]), int(counts.shape[1])],
+                "pixel_spacing_mm": [float(spacing[0]), float(spacing[1])],
+                "labels_present": sorted(masks),
+                "label": {
+                    "sop_instance_uid": record.get("sop_instance_uid"),
+                    "instance_id": record.get("instance_id"),
+                    "kind": record.get("kind"),
+                    "provenance": record.get("provenance"),
+                    "received": record.get("received"),
+                },
+                "models_at_label_time": entry.get("models_at_label_time"),
+            })
+    return out
+
+
+def export_zip(intake: LabelIntake, gateway: Gateway, options: ExportOptions = ExportOptions()) -> bytes:
+    """The dataset as a zip (``POST /scintiseg/datasets/export``), built in memory."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:  # .nii.gz is compressed already
+
+        def sink(name: str, data: bytes) -> None:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            zf.writestr(info, data)
+
+        export(intake, gateway, sink, options)
+    return buf.getvalue()
+
+
+def folder_sink(out: Path) -> Sink:
+    def sink(name: str, data: bytes) -> None:
+        path = out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    return sink
+
+
+class ProgressBar:
+    """``[#####.....] 42/120 images`` on stderr, redrawn in place on a terminal."""
+
+    def __init__(self, stream: TextIO, width: int = 30) -> None:
+        self.stream, self.width = stream, width
+        self.start = time.perf_counter()
+        self.tty = stream.isatty()
+        self._last = -1.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if not self.tty and done < total and now - self._last < 2.0:
+            return  # a log file gets a line every 2 s, a terminal every image
+        self._last = now
+        filled = int(self.width * done / max(1, total))
+        line = f"[{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} images ({now - self.start:.0f} s)"
+        self.stream.write(("\r" if self.tty else "") + line + ("" if self.tty and done < total else "\n"))
+        self.stream.flush()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``scintiseg export --url URL --out DIR``: the dataset of a running Orthanc, into a folder."""
+    from .gateway import OrthancGateway
+    from .httpapi import HttpApi
+
+    ap = argparse.ArgumentParser(prog="scintiseg export", description=main.__doc__)
+    ap.add_argument("--url", required=True, help="Orthanc's base URL, e.g. http://127.0.0.1:8042")
+    ap.add_argument("--out", required=True, type=Path, help="dataset folder (nnU-Net v2 raw layout)")
+    ap.add_argument("--user", default=os.environ.get(USER_ENV), help=f"Orthanc user (or ${USER_ENV})")
+    ap.add_argument("--password", default=os.environ.get(PASSWORD_ENV), help=f"its password (or ${PASSWORD_ENV})")
+    ap.add_argument("--no-flip", action="store_true", help="do not add the left-right mirrored couples")
+    ap.add_argument("--test-fraction", type=float, default=0.2, help="share of patients in the test split")
+    ap.add_argument("--labels-metadata", default="ScintiSegLabels", help="ScintiSeg.LabelsMetadata")
+    ap.add_argument("--allow-identified", action="store_true",
+                    help="also export images whose patient is not pseudonymous (Th_/ID_): their real identity "
+                         "then appears in manifest.json")
+    args = ap.parse_args(list(argv or []))
+    if not 0 <= args.test_fraction < 1:
+        ap.error("--test-fraction must lie in [0, 1)")
+    gateway = OrthancGateway(HttpApi(args.url, args.user, args.password))
+    intake = LabelIntake(gateway, args.labels_metadata)
+    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        dataset = export(intake, gateway, folder_sink(args.out),
+                         ExportOptions(flip=not args.no_flip, test_fraction=args.test_fraction,
+                                       allow_identified=args.allow_identified),
+                         progress=ProgressBar(sys.stderr))
+    except Exception as exc:  # the command's error boundary (Orthanc unreachable, refused, ...)
+        print(f"scintiseg export: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{dataset['numTraining']} couples in {args.out} (nnU-Net v2 raw layout, manifest.json)")
+    return 0
