@@ -1,6 +1,6 @@
 """The gland: spline lobes, an isthmus bridge, a pyramidal lobe, cold and hot nodules.
 
-A lobe is a periodic spline through twelve control points of a pear-shaped template
+A lobe is a closed Catmull-Rom spline through twelve control points of a pear-shaped template
 (narrow upper pole, full lower third, straighter medial border), each jittered, the
 poles sharpened or rounded, the lobe tilted, and its outline lobulated through its
 Fourier descriptors (:mod:`.geometry`). The isthmus is a separate spline whose ends sink

@@ -238,9 +238,9 @@ def sensitivity(rng: np.random.Generator, acq: Acquisition, spacing_mm: float) -
     slow = sum(
         rng.normal()
         * _plane_wave(2 * np.pi / rng.uniform(80, 400), rng.uniform(0, np.pi), rng.uniform(0, 2 * np.pi), axis, axis)
-        for _ in range(6)
+        for _ in range(3)
     )
-    flood = 1.0 + acq.flood_pmt * hexes / 3.0 + acq.flood_lf * slow / np.sqrt(3.0)
+    flood = 1.0 + acq.flood_pmt * hexes / 3.0 + acq.flood_lf * slow / np.sqrt(1.5)
     if a:  # cos^3 of the angle off the pinhole's axis, seen from the thyroid plane
         plane = axis * np.float32(spacing_mm / det_px)
         flood = flood * (1.0 + (plane[None, :] ** 2 + plane[:, None] ** 2) / a**2) ** -1.5

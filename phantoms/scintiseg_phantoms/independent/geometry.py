@@ -1,7 +1,7 @@
 """Closed contours and the mapping from the patient's neck to the detector's pixels.
 
 Every outline of this family (thyroid lobes, isthmus, pyramidal lobe, nodules, salivary
-glands) is a polygon sampled from a periodic cubic spline through a few control points,
+glands) is a polygon sampled from a closed cubic (Catmull-Rom) spline through a few control points,
 then given lobulated detail by perturbing its Fourier descriptors (the harmonics of the
 complex contour ``x + iy``). No outline is the level set of an implicit function, so the
 shapes differ in kind from ellipse- or superellipse-based phantoms.
@@ -17,18 +17,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.interpolate import CubicSpline
 
 __all__ = ["Frame", "closed_spline", "fill_polygon", "fourier_detail", "polygon_area", "blob"]
 
 
 def closed_spline(points: np.ndarray, n: int = 160) -> np.ndarray:
-    """``n`` points of the periodic cubic spline through ``points`` (k, 2), chord-length spaced."""
-    pts = np.vstack([points, points[:1]])
-    seg = np.hypot(*np.diff(pts, axis=0).T)
-    t = np.concatenate([[0.0], np.cumsum(seg)])
-    spline = CubicSpline(t, pts, bc_type="periodic")
-    return np.asarray(spline(np.linspace(0.0, t[-1], n, endpoint=False)))
+    """About ``n`` points of the closed Catmull-Rom spline through ``points`` (k, 2).
+
+    A cubic Hermite curve through every control point with tangents ``(P[i+1] - P[i-1]) / 2``;
+    each segment gets samples in proportion to its chord, so the polygon is evenly dense.
+    """
+    p = np.asarray(points, dtype=float)
+    nxt, prv = np.roll(p, -1, axis=0), np.roll(p, 1, axis=0)
+    tangent = (nxt - prv) / 2.0
+    chord = np.hypot(*(nxt - p).T)
+    per = np.maximum(2, np.round(n * chord / chord.sum()).astype(int))
+    seg = np.repeat(np.arange(len(p)), per)
+    t = (np.arange(per.sum()) - np.repeat(np.cumsum(per) - per, per)) / np.repeat(per, per)
+    t2, t3 = t * t, t * t * t
+    h00, h10, h01, h11 = 2 * t3 - 3 * t2 + 1, t3 - 2 * t2 + t, -2 * t3 + 3 * t2, t3 - t2
+    m0, m1 = tangent[seg], np.roll(tangent, -1, axis=0)[seg]
+    return np.asarray(h00[:, None] * p[seg] + h10[:, None] * m0 + h01[:, None] * nxt[seg] + h11[:, None] * m1)
 
 
 def fourier_detail(
