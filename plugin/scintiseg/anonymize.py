@@ -284,6 +284,12 @@ class Anonymizer:
             return Outcome(study_id, None, 0, 0, False)
 
     def _copy(self, study_id: str, should_stop: StopFlag) -> Outcome:
+        if self.config.keep_original:
+            meta = self.gateway.study_metadata(study_id)
+            kept = meta.result or {}
+            if kept.get("pseudonymized_study") and kept.get("study_last_update") == meta.last_update:
+                # a kept original, unchanged since it was copied: nothing to do (start-up scans)
+                return Outcome(study_id, str(kept["pseudonymized_study"]), 0, 0, True)
         originals = [iid for s in self.gateway.study_series(study_id) for iid in s.instance_ids]
         copies: dict[str, str] = {}
         target: str | None = None
@@ -303,7 +309,8 @@ class Anonymizer:
         deleted = 0
         if self.config.keep_original:
             if target is not None:
-                self.result_writer(study_id, kept_original_result(target))
+                last_update = self.gateway.study_metadata(study_id).last_update
+                self.result_writer(study_id, kept_original_result(target, last_update))
         else:
             # only the originals that have a stored copy: an image that arrived meanwhile stays
             for iid in copies:
@@ -319,9 +326,13 @@ class Anonymizer:
         return Outcome(study_id, target, len(copies), deleted, True)
 
 
-def kept_original_result(pseudonymized_study: str) -> dict[str, Any]:
-    """The result recorded on an original kept beside its pseudonymized copy."""
+def kept_original_result(pseudonymized_study: str, last_update: str = "") -> dict[str, Any]:
+    """The result recorded on an original kept beside its pseudonymized copy.
+
+    ``study_last_update`` lets a later run see that the original has not changed since.
+    """
     return {
+        "study_last_update": last_update,
         "schema": 1,
         "status": "skipped",
         "reason": f"original of the pseudonymized study {pseudonymized_study}: the copy is the one processed",

@@ -132,9 +132,14 @@ def test_kept_original_is_marked_and_copied_once() -> None:
     result = gw.result(original)
     assert result is not None and result["status"] == "skipped"
     assert result["pseudonymized_study"] == outcome.pseudonymized
-    again = anonymizer.run(original)
-    assert again is not None and again.pseudonymized == outcome.pseudonymized
-    assert len(gw.instances) == 2  # the original and one copy
+    anonymize_calls = gw.count("anonymize_instance")
+    again = anonymizer.run(original)  # unchanged since: not copied again
+    assert again is not None and again.pseudonymized == outcome.pseudonymized and again.copied == 0
+    assert gw.count("anonymize_instance") == anonymize_calls
+    gw.add(nm(n=1))  # a late image of the kept original: copied, the first one stored again
+    late = anonymizer.run(original)
+    assert late is not None and late.copied == 2 and late.pseudonymized == outcome.pseudonymized
+    assert len(gw.instances) == 4  # two originals and their two copies, no duplicate
 
 
 def test_config_requires_a_secret_and_never_shows_it(tmp_path: Path) -> None:
