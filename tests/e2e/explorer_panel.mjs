@@ -3,7 +3,9 @@
 // JSON line: the panel's lines and links.
 //
 //   node tests/e2e/explorer_panel.mjs --url http://host:port/app/explorer.html#study?uuid=ID
-//        --out shot.png [--timeout 60] [--chromium /usr/bin/chromium]
+//        --out shot.png [--timeout 60] [--chromium /usr/bin/chromium] [--wait-for TEXT]
+//
+// --wait-for: the panel counts as ready only once one of its lines contains TEXT.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,12 +21,13 @@ function parseArgs(argv) {
   return args;
 }
 
-function panelState() {
+function panelState(waitFor) {
   const panel = document.getElementById('scintiseg-panel');
   if (!panel) return { ready: false, lines: [], links: [] };
   const lines = Array.from(panel.querySelectorAll('li')).map((li) => li.textContent.trim());
   const links = Array.from(panel.querySelectorAll('a')).map((a) => ({ text: a.textContent.trim(), href: a.href }));
-  return { ready: lines.some((l) => l.startsWith('Status:') || l.includes('not available')), lines, links };
+  const status = lines.some((l) => l.startsWith('Status:') || l.includes('not available'));
+  return { ready: status && (!waitFor || lines.some((l) => l.includes(waitFor))), lines, links };
 }
 
 async function main() {
@@ -45,7 +48,7 @@ async function main() {
     await page.goto(args.url, { waitUntil: 'domcontentloaded', timeout: 60000 });
     const deadline = Date.now() + Number(args.timeout) * 1000;
     while (Date.now() < deadline) {
-      state = await page.evaluate(panelState).catch(() => state);
+      state = await page.evaluate(panelState, args['wait-for'] || '').catch(() => state);
       if (state.ready) break;
       await page.waitForTimeout(300);
     }

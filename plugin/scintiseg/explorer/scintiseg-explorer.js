@@ -3,6 +3,9 @@
 // On a study's page, a "ScintiSeg" box under "Access" shows the segmentation status and,
 // per image, the gland area and the cold nodules; it links to the preview picture and to
 // the study in the OHIF viewer. It refreshes itself while the study is pending/processing.
+// When physicians labelled the study's images (GET /scintiseg/studies/{id}/labels), it shows
+// the AI-vs-physician agreement of each label (Dice per label, nodules found by each side) and
+// the reason of each refused label object.
 // When the ScintiSeg API does not answer (plugin off, older server) the box says so and
 // nothing else on the page changes. Orthanc Explorer 1.x: jQuery 1.7, jQuery Mobile 1.1.
 (function () {
@@ -100,6 +103,70 @@
     }
   }
 
+  function person(name) {
+    return String(name || 'physician').replace(/\^+/g, ' ').trim();
+  }
+
+  function agreementLines(labels) {
+    var lines = [];
+    for (var i = 0; i < labels.length; i++) {
+      var label = labels[i];
+      var by = label.kind + ', ' + person(label.provenance && label.provenance.who);
+      if (label.status === 'refused') {
+        lines.push({ text: 'Physician label refused (' + label.kind + '): ' + label.reason, theme: 'e' });
+        continue;
+      }
+      if (label.status !== 'accepted') {
+        continue;
+      }
+      var images = label.images || [];
+      for (var j = 0; j < images.length; j++) {
+        var a = images[j].agreement;
+        if (!a) {
+          lines.push({ text: 'Physician label (' + by + '): no ScintiSeg result to compare with yet' });
+          continue;
+        }
+        var parts = [];
+        for (var name in a.dice) {
+          if (Object.prototype.hasOwnProperty.call(a.dice, name)) {
+            parts.push(name + ' Dice ' + (a.dice[name] === null ? 'n/a' : Number(a.dice[name]).toFixed(2)));
+          }
+        }
+        if (a.nodules) {
+          parts.push('nodules ' + a.nodules.matched + ' of ' + a.nodules.physician + ' found by the AI, ' +
+                     a.nodules.ai_only + ' found by the AI only');
+        }
+        lines.push({ text: 'Physician agreement (' + by + '): ' + parts.join(', '), theme: 'b' });
+      }
+    }
+    return lines;
+  }
+
+  function loadAgreement(panel, uuid) {
+    $.ajax({
+      url: '../scintiseg/studies/' + uuid + '/labels',
+      dataType: 'json',
+      cache: false,
+      timeout: 10000,
+      success: function (answer) {
+        if ($.mobile.pageData === undefined || $.mobile.pageData.uuid !== uuid) {
+          return;
+        }
+        panel.children('li.scintiseg-agreement').remove();
+        var lines = agreementLines((answer && answer.labels) || []);
+        for (var i = 0; i < lines.length; i++) {
+          panel.append(item(lines[i].text, lines[i].theme).addClass('scintiseg-agreement'));
+        }
+        try {
+          panel.listview('refresh');
+        } catch (e) {
+          panel.listview();
+        }
+      }
+      // no labels route (labels off, older server): nothing to add
+    });
+  }
+
   function load(uuid) {
     var panel = $('#' + PANEL_ID);
     if (!panel.length || $.mobile.pageData === undefined || $.mobile.pageData.uuid !== uuid) {
@@ -113,6 +180,7 @@
       timeout: 10000,
       success: function (result) {
         render(panel, uuid, result, studyUid);
+        loadAgreement(panel, uuid);
         if (result && (result.status === 'pending' || result.status === 'processing')) {
           timer = setTimeout(function () { load(uuid); }, REFRESH_MS);
         }
