@@ -205,3 +205,50 @@ def test_orthanc_refuses_to_start_without_a_secret(tmp_path: Path, models_dir: P
     with pytest.raises(AssertionError, match="Secret is required"):
         orthanc.start()
     orthanc.stop()
+
+
+def test_a_copy_left_half_way_is_completed_without_duplicates_at_the_next_start(
+    tmp_path: Path, models_dir: Path
+) -> None:
+    """Orthanc stopped after copying one of two images: the original is intact; at the next
+    start the scan finds it, the copy is completed (the first image stored again as
+    AlreadyStored) and only then is the original deleted."""
+    missing = missing_tools()
+    if missing:
+        pytest.fail(missing)
+    from scintiseg.anonymize import AnonymizationConfig, orthanc_request
+
+    off = scintiseg_section()
+    off["Enabled"] = False  # the worker does not run: the state Orthanc was left in
+    orthanc = OrthancServer(data=tmp_path / "orthanc", models=models_dir, extra_config={"ScintiSeg": off})
+
+    def disabled() -> bool:
+        try:
+            return bool(orthanc.get("/scintiseg/status")["state"] == "disabled")
+        except OSError:  # not answering yet
+            return False
+
+    orthanc._plugin_running = disabled  # type: ignore[method-assign]  # started, but not working
+    orthanc.start()
+    study = make_study(tmp_path / "in", seed=33, images=2)
+    orthanc.storescu(study.files)
+    original = wait_for("the original", lambda: orthanc.study_id(study.study_uid), 30)
+    first = sorted(orthanc.series_by_modality(original)["NM"])[0]
+    request = orthanc_request(AnonymizationConfig(enabled=True, secret=SECRET),
+                              orthanc.get(f"/instances/{first}/simplified-tags"))
+    copy = orthanc.request("POST", f"/instances/{first}/anonymize", json.dumps(request).encode())
+    assert orthanc.upload(copy)["Status"] == "Success"
+    assert len(study_ids(orthanc)) == 2  # the original (2 images) and a half copy (1 image)
+    orthanc.stop()
+
+    del orthanc._plugin_running  # type: ignore[attr-defined]
+    orthanc.extra_config = {"ScintiSeg": scintiseg_section()}
+    orthanc.start()
+    try:
+        sid, result = wait_pseudonymized(orthanc, "INT000033", STABLE_AGE + 60)
+        orthanc.wait_idle(60)
+        assert study_ids(orthanc) == [sid] and orthanc.study_id(study.study_uid) is None
+        assert len(orthanc.series_by_modality(sid)["NM"]) == 2  # no duplicate of the first image
+        assert len(result["images"]) == 2
+    finally:
+        orthanc.stop()

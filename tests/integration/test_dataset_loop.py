@@ -142,3 +142,27 @@ def test_pseudonymized_labelled_database_exports_and_trains_a_loadable_model(tmp
         assert leaks_in_bytes(zipped, values) == []
     finally:
         orthanc.stop()
+
+
+def test_command_line_export_signs_in_when_orthanc_authentication_is_on(tmp_path: Path, models_dir: Path) -> None:
+    missing = missing_tools()
+    if missing:
+        pytest.fail(missing)
+    orthanc = OrthancServer(data=tmp_path / "orthanc", models=models_dir, auth=("nurse", "s3cret-pass"),
+                            extra_config={"AuthenticationEnabled": True, "RegisteredUsers": {"nurse": "s3cret-pass"}})
+    orthanc.start()
+    try:
+        scintiseg = str(ROOT / ".venv" / "bin" / "scintiseg")
+        refused = subprocess.run([scintiseg, "export", "--url", orthanc.url, "--out", str(tmp_path / "no")],
+                                 capture_output=True, text=True, timeout=120, check=False)
+        assert refused.returncode == 1 and "401" in refused.stderr, refused.stderr
+        env = {**os.environ, "SCINTISEG_ORTHANC_USER": "nurse", "SCINTISEG_ORTHANC_PASSWORD": "s3cret-pass"}
+        proc = subprocess.run([scintiseg, "export", "--url", orthanc.url, "--out", str(tmp_path / "yes")],
+                              capture_output=True, text=True, timeout=120, env=env, check=False)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads((tmp_path / "yes" / "dataset.json").read_text())["numTraining"] == 0
+        with_flags = run(scintiseg, "export", "--url", orthanc.url, "--out", str(tmp_path / "flags"),
+                         "--user", "nurse", "--password", "s3cret-pass", cwd=tmp_path)
+        assert "0 couples" in with_flags.stdout
+    finally:
+        orthanc.stop()
