@@ -63,12 +63,14 @@ unit: venv
 integration: setup
 	$(VENV)/bin/pytest -q tests/integration
 
-# SCINTISEG_E2E_REQUIRED=1: a browser test that cannot run fails instead of skipping.
+# SCINTISEG_E2E_REQUIRED=1: a browser test that cannot run fails instead of skipping;
+# SCINTISEG_TOOLS_REQUIRED=1 (make test): any test skipped for a missing tool fails
+# (Orthanc, orthanc-python, storescu, Chromium, playwright-core, OHIF: tests/required_tools.py).
 e2e: setup e2e-setup
 	SCINTISEG_E2E_REQUIRED=1 $(VENV)/bin/pytest -q tests/e2e
 
 test: setup e2e-setup lint
-	SCINTISEG_E2E_REQUIRED=1 $(VENV)/bin/pytest -q tests
+	SCINTISEG_E2E_REQUIRED=1 SCINTISEG_TOOLS_REQUIRED=1 $(VENV)/bin/pytest -q tests
 	./scripts/trixie-integration.sh
 
 # The integration tests on Debian 13's Orthanc 1.12 and Python plugin 5.0, in a trixie chroot

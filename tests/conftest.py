@@ -1,13 +1,32 @@
-"""Shared fixtures: stand-in ONNX models for tests that need a model, not a good one."""
+"""Shared fixtures: stand-in ONNX models for tests that need a model, not a good one.
+
+And the hooks that make a missing required tool fail the suite under ``make test``
+(:mod:`required_tools`).
+"""
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from integration.fake_models import write_fake_models  # noqa: E402
+from required_tools import enforce  # noqa: E402
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: Any, call: Any) -> Iterator[None]:
+    outcome = yield
+    enforce(outcome.get_result())  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: Any) -> Iterator[None]:
+    outcome = yield
+    enforce(outcome.get_result())  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="session")
