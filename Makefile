@@ -10,6 +10,9 @@ PY    := $(VENV)/bin/python
 SYSTEM_PYTHON := $(shell ./scripts/orthanc-env.sh ORTHANC_PLUGIN_PYTHON)
 PYTHON_NAME := $(notdir $(SYSTEM_PYTHON))
 APT_PACKAGES := orthanc orthanc-python orthanc-dicomweb dcmtk dicom3tools python3-venv
+# A cluster of nodes (SCINTISEG_POSTGRESQL, docs/cluster.md) and its tests: the PostgreSQL
+# index plugin, and the PostgreSQL server that the tests start on a folder of their own.
+APT_PACKAGES += orthanc-postgresql postgresql
 
 .PHONY: setup apt venv ohif e2e-setup run test lint unit integration integration-trixie e2e bench clean
 

@@ -61,6 +61,9 @@ DEFAULTS: dict[str, Any] = {
     "RetryLimit": 3,
     "RetryBackoffSeconds": 30,
     "LabelsMetadata": "ScintiSegLabels",
+    "ClusterDatabase": None,
+    "ClusterLeaseSeconds": 30,
+    "ClusterNodeName": None,
 }
 
 #: ``WorkState`` choices (:mod:`scintiseg.workstate`); ``auto`` picks the most capable.
@@ -138,6 +141,12 @@ class Config:
     #: automatic retries of a study that failed for a transient reason, and the first delay
     retry_limit: int = 3
     retry_backoff_s: float = 30.0
+    #: libpq connection string of the cluster's work table; ``None``: work stays on this node
+    cluster_database: str | None = None
+    #: how long a node holds a study without renewing its lease (another node then takes it)
+    cluster_lease_s: float = 30.0
+    #: this node's name in the cluster (``host:HttpPort`` by default)
+    cluster_node: str = ""
 
 
 def strip_json_comments(text: str) -> str:
@@ -398,6 +407,7 @@ def load_config(
                 'in "UserMetadata" with an index in [1024, 65535]'
             )
         config = dataclasses.replace(config, labels_metadata=None)  # labels are not read
+    config = dataclasses.replace(config, **cluster_options(orthanc_config))
     index = declared.get(config.result_metadata) if isinstance(declared, Mapping) else None
     if isinstance(index, bool) or not isinstance(index, int) or not 1024 <= index <= 65535:
         raise ConfigError(
@@ -405,3 +415,50 @@ def load_config(
             f'with an index in [1024, 65535], e.g. "UserMetadata": {{"{config.result_metadata}": 4242}}'
         )
     return config
+
+
+def _libpq_quote(value: Any) -> str:
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def orthanc_postgresql_uri(orthanc_config: Mapping[str, Any]) -> str | None:
+    """The libpq connection string of Orthanc's PostgreSQL index, ``None`` if its index is SQLite.
+
+    ``PostgreSQL.ConnectionUri`` when set, else the Host/Port/Database/Username/Password
+    options of the orthanc-postgresql plugin (its defaults included).
+    """
+    pg = orthanc_config.get("PostgreSQL")
+    if not isinstance(pg, Mapping) or pg.get("EnableIndex") is not True:
+        return None
+    uri = pg.get("ConnectionUri")
+    if isinstance(uri, str) and uri:
+        return uri
+    keys = {"host": pg.get("Host", "localhost"), "port": pg.get("Port", 5432),
+            "dbname": pg.get("Database", "orthanc"), "user": pg.get("Username"), "password": pg.get("Password")}
+    return " ".join(f"{k}={_libpq_quote(v)}" for k, v in keys.items() if v not in (None, ""))
+
+
+def cluster_options(orthanc_config: Mapping[str, Any]) -> dict[str, Any]:
+    """``ClusterDatabase`` (default: Orthanc's own PostgreSQL index), lease and node name.
+
+    ``ClusterDatabase`` ``false`` keeps the work on each node even on a PostgreSQL index.
+    """
+    section = orthanc_config.get(SECTION) or {}
+    database = _option(section, "ClusterDatabase")
+    if database is None:
+        database = orthanc_postgresql_uri(orthanc_config)
+    elif database is False:
+        database = None
+    elif not isinstance(database, str) or not database:
+        raise ConfigError(f"{SECTION}.ClusterDatabase must be a libpq URI, false or null, got {database!r}")
+    lease = _option(section, "ClusterLeaseSeconds")
+    if isinstance(lease, bool) or not isinstance(lease, int | float) or not 1 <= lease <= 3600:
+        raise ConfigError(f"{SECTION}.ClusterLeaseSeconds must be a number of seconds in [1, 3600], got {lease!r}")
+    node = _option(section, "ClusterNodeName")
+    if node is None:
+        import socket
+
+        node = f"{socket.gethostname()}:{orthanc_config.get('HttpPort', 8042)}"
+    if not isinstance(node, str) or not re.fullmatch(r"[A-Za-z0-9_.:@-]{1,63}", node):
+        raise ConfigError(f"{SECTION}.ClusterNodeName must be 1 to 63 of A-Z a-z 0-9 _ . : @ -, got {node!r}")
+    return {"cluster_database": database, "cluster_lease_s": float(lease), "cluster_node": node}

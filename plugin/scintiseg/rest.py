@@ -280,25 +280,27 @@ def get_queue(backend: Backend) -> Response:
     failed = []
     for item in snap.get("failed") or []:
         if isinstance(item, Mapping):
-            failed.append(
-                {"study": str(item.get("study")), "reason": str(item.get("reason") or ""),
-                 "updated": item.get("updated"), "attempts": int(item.get("attempts") or 1),
-                 "retry_at": item.get("retry_at")}
-            )
+            entry = {"study": str(item.get("study")), "reason": str(item.get("reason") or ""),
+                     "updated": item.get("updated"), "attempts": int(item.get("attempts") or 1),
+                     "retry_at": item.get("retry_at")}
+            if "node" in item:  # a cluster: the node that ran it
+                entry["node"] = item.get("node")
+            failed.append(entry)
     retrying = [
         {"study": str(i.get("study")), "attempts": int(i.get("attempts") or 0), "retry_at": i.get("retry_at"),
          "reason": str(i.get("reason") or "")}
         for i in snap.get("retrying") or [] if isinstance(i, Mapping)
     ]
-    return json_response(
-        {
-            "state": snap.get("state"),
-            "pending": [str(s) for s in snap.get("pending") or []],
-            "running": [str(s) for s in snap.get("running") or []],
-            "retrying": retrying,
-            "failed": failed,
-        }
-    )
+    body: dict[str, Any] = {
+        "state": snap.get("state"),
+        "pending": [str(s) for s in snap.get("pending") or []],
+        "running": [str(s) for s in snap.get("running") or []],
+        "retrying": retrying,
+        "failed": failed,
+    }
+    if isinstance(snap.get("cluster"), Mapping):  # several nodes on one PostgreSQL (docs/cluster.md)
+        body["cluster"] = snap["cluster"]
+    return json_response(body)
 
 
 def get_study(backend: Backend, study_id: str) -> Response:

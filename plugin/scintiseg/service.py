@@ -39,9 +39,11 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, cast
 
 from . import __version__
+from .cluster import ClusterWorker, ClusterWorkState, FencedGateway, queue_view
 from .config import Config
 from .gateway import Gateway, GatewayError
 from .jobs import FAILED, PENDING, StudyJobs, needs_work, now_iso
@@ -123,7 +125,7 @@ class Service:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.retries_scheduled = 0
         self.jobs: StudyJobs | None = None
-        self.worker: Worker | None = None
+        self.worker: Worker | ClusterWorker | None = None
         self.state = "stopped"
         self.error: str | None = None
         self.recovery: dict[str, Any] = {"state": "not run", "examined": 0, "queued": 0}
@@ -150,17 +152,26 @@ class Service:
                 return
             t0 = time.perf_counter()
             try:
-                self.jobs = self.jobs_factory(self.config, self.gateway)
+                cluster = self._cluster_worker()
+            except Exception as exc:  # PostgreSQL unreachable or refusing: keep Orthanc up
+                self.state = "failed"
+                self.error = f"cannot use the cluster database: {exc}"
+                log.error("ScintiSeg is OFF: %s", self.error)
+                return
+            gateway = self.gateway if cluster is None else cast(Gateway, FencedGateway(self.gateway, cluster))
+            try:
+                self.jobs = self.jobs_factory(self.config, gateway)
             except Exception as exc:  # models missing/corrupt, onnxruntime errors: keep Orthanc up
                 self.state = "failed"
                 self.error = f"cannot load the models from {self.config.models_dir}: {exc}"
                 log.error("ScintiSeg is OFF: %s", self.error)
                 return
-            self.worker = Worker(self._handle, self.config.worker_threads, clock=self.clock)
+            self.worker = cluster or Worker(self._handle, self.config.worker_threads, clock=self.clock)
             self.worker.start()
             if self.config.track_stability:
                 self.tracker = StabilityTracker(
-                    self.gateway.instance_study, self.submit, self.config.stable_age_s
+                    self.gateway.instance_study, self.submit, self.config.stable_age_s,
+                    on_arrival=cluster.arrived if cluster else None,
                 )
                 self.jobs.on_stored = self.tracker.ignore
                 self.tracker.start()
@@ -176,6 +187,26 @@ class Service:
             if self.config.recovery_max_studies > 0 or self.workstate.durable:
                 self._recovery_thread = threading.Thread(target=self.recover, name="scintiseg-recovery", daemon=True)
                 self._recovery_thread.start()
+
+    def _cluster_worker(self) -> ClusterWorker | None:
+        """The worker of the PostgreSQL work table when the configuration names one.
+
+        On a cluster the table is also the work state (requests, retries): it replaces
+        the backend chosen for a single node.
+        """
+        uri = self.config.cluster_database
+        if not uri:
+            return None
+        worker = ClusterWorker(
+            uri, self.config.cluster_node, self._handle, self.config.worker_threads, self.config.cluster_lease_s,
+            stable_age_s=self.config.stable_age_s,
+        )
+        worker.prepare()
+        worker.on_node_lost = self._rescan
+        self.workstate = ClusterWorkState(worker)
+        log.info("cluster: node %s, lease %.0f s, work state in PostgreSQL",
+                 self.config.cluster_node, self.config.cluster_lease_s)
+        return worker
 
     def submit(self, study_id: str, retry_failed: bool = False, force: bool = False) -> bool:
         """Queue a study (never blocks, no I/O); False when the service is not running.
@@ -333,9 +364,15 @@ class Service:
             if self.config.recovery_max_studies <= 0:
                 self.recovery["state"] = "done"
                 return
-            for study_id in self.unfinished_studies():
-                if self.submit(study_id):
-                    self.recovery["queued"] += 1
+            with self._scan_lock() as ours:
+                if not ours:
+                    self.recovery.update(state="done", skipped="another node of the cluster is scanning")
+                    log.info("start-up scan: another node of the cluster is scanning")
+                    return
+                for study_id in self.unfinished_studies():
+                    worker = self.worker
+                    if self.state == "running" and worker and worker.submit(study_id, JobOptions(from_scan=True)):
+                        self.recovery["queued"] += 1
         except Exception as exc:  # the scan's error boundary
             log.exception("start-up scan failed")
             self.recovery["state"] = f"failed: {exc}"
@@ -348,6 +385,25 @@ class Service:
             self.recovery["queued"],
             self.recovery["seconds"],
         )
+
+    def _rescan(self, lost_nodes: list[str]) -> None:
+        """Another node died: scan the shared index again for what it left unrecorded."""
+        running = self._recovery_thread
+        if running is not None and running.is_alive():
+            return
+        log.info("rescanning the index for the studies of lost node(s) %s", ", ".join(lost_nodes))
+        self._recovery_thread = threading.Thread(target=self.recover, name="scintiseg-rescan", daemon=True)
+        self._recovery_thread.start()
+
+    @contextmanager
+    def _scan_lock(self) -> Iterator[bool]:
+        """One node of a cluster scans the shared index at a time (a lone node always does)."""
+        worker = self.worker
+        if not isinstance(worker, ClusterWorker):
+            yield True
+            return
+        with worker.scan_lock() as ours:
+            yield ours
 
     # -- introspection ---------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -370,11 +426,28 @@ class Service:
             "recovery": dict(self.recovery),
             "work_state": {"backend": self.workstate.name, "durable": self.workstate.durable,
                            "records": len(self.workstate.list()), "retries_scheduled": self.retries_scheduled},
+            "cluster": self._cluster_status(),
+        }
+
+    def _cluster_status(self) -> dict[str, Any] | None:
+        """The cluster beside this node's own counts: nodes, who runs what, what waits, counts."""
+        worker = self.worker
+        if not isinstance(worker, ClusterWorker):
+            return None
+        view = queue_view(worker.snapshot(), worker.node)
+        return {
+            **view["cluster"],
+            "lease_s": worker.lease_s,
+            "takeovers_by_this_node": worker.takeovers,
+            "failed": len(view["failed"]),
+            "error": worker.last_error,
         }
 
     def queue_snapshot(self) -> dict[str, Any]:
         """Pending, running and (since start-up) failed studies, for ``GET /scintiseg/queue``."""
         worker = self.worker
+        if isinstance(worker, ClusterWorker):  # the cluster's table, the same on every node
+            return {"state": self.state, **queue_view(worker.snapshot(), worker.node)}
         stats = worker.stats() if worker else {}
         with self._failures_lock:
             failed = list(reversed(self._failures.values()))  # newest first

@@ -44,6 +44,7 @@ class StabilityTracker:
         stable_age: float,
         tick: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
+        on_arrival: Callable[[str], object] | None = None,
     ) -> None:
         if stable_age < 0 or tick <= 0:
             raise ValueError("stable_age must be >= 0 and tick > 0")
@@ -52,6 +53,8 @@ class StabilityTracker:
         self.stable_age = float(stable_age)
         self.tick = float(tick)
         self.clock = clock
+        #: told each study that received instances, once per poll (a cluster records it)
+        self.on_arrival = on_arrival
         self._arrivals: deque[tuple[str, float]] = deque()
         self._last: dict[str, float] = {}  # study id -> last arrival
         self._ignored: OrderedDict[str, None] = OrderedDict()
@@ -76,6 +79,7 @@ class StabilityTracker:
     # -- the tracker's work (its own thread, or called directly by tests) --------------------
     def poll(self) -> list[str]:
         """Take in the arrivals, hand on the studies that became stable; returns those."""
+        arrived_in: dict[str, None] = {}
         while self._arrivals:
             instance_id, arrived = self._arrivals.popleft()
             with self._ignored_lock:
@@ -88,6 +92,8 @@ class StabilityTracker:
                 continue
             if study:
                 self._last[study] = max(arrived, self._last.get(study, arrived))
+                arrived_in[study] = None
+        self._tell_arrivals(arrived_in)
         now = self.clock()
         ready = [s for s, t in self._last.items() if now - t >= self.stable_age]
         for study in ready:
@@ -98,6 +104,16 @@ class StabilityTracker:
             except Exception:  # never let one study stop the tracker
                 log.exception("study %s: could not be handed on", study)
         return ready
+
+    def _tell_arrivals(self, studies: dict[str, None]) -> None:
+        on_arrival = self.on_arrival
+        if on_arrival is None:
+            return
+        for study in studies:
+            try:
+                on_arrival(study)
+            except Exception:  # bookkeeping must not stop the tracker
+                log.exception("study %s: arrival not recorded", study)
 
     def pending(self) -> int:
         """Studies waiting to turn stable."""

@@ -46,9 +46,15 @@ class JobOptions:
     retry_failed: bool = False
     #: segment every image again, whatever the previous result says
     force: bool = False
+    #: queued by the start-up scan: a cluster leaves a study that already waits or runs alone
+    from_scan: bool = False
 
     def merge(self, other: JobOptions) -> JobOptions:
-        return JobOptions(self.retry_failed or other.retry_failed, self.force or other.force)
+        return JobOptions(
+            self.retry_failed or other.retry_failed,
+            self.force or other.force,
+            self.from_scan and other.from_scan,
+        )
 
     def covers(self, other: JobOptions) -> bool:
         """Whether a job run with these options does all that ``other`` asks."""

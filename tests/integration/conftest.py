@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from fake_models import write_fake_models  # noqa: E402
 from orthanc_harness import VERSIONS_SEEN, OrthancServer, missing_tools, trained_models  # noqa: E402
+from pg_harness import PostgresServer  # noqa: E402
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -56,3 +57,29 @@ def new_orthanc(tmp_path: Path, models_dir: Path) -> Iterator[OrthancServer]:
         yield server
     finally:
         server.stop()
+
+
+# -- PostgreSQL (the cluster's tests) --------------------------------------------------------
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A private PostgreSQL server for the session; a missing server is a failure, not a skip."""
+    from pg_harness import missing_postgres
+
+    missing = missing_postgres()
+    if missing:
+        pytest.fail(missing)
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_uri(postgres: PostgresServer, request: pytest.FixtureRequest) -> str:
+    """A fresh database of the session's server, for one test."""
+    import re
+
+    name = "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:50]
+    return postgres.create_database(f"{name}_{id(request) % 100000}")

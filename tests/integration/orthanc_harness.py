@@ -116,6 +116,8 @@ class OrthancServer:
     extra_config: dict[str, Any] = dataclasses.field(default_factory=dict)
     #: HTTP Basic credentials the harness sends (when the test enables authentication)
     auth: tuple[str, str] | None = None
+    #: environment of scripts/run-orthanc.sh added to the harness's (e.g. SCINTISEG_POSTGRESQL)
+    extra_env: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -144,6 +146,7 @@ class OrthancServer:
             "SCINTISEG_CONFIG": str(self.data / "test-orthanc.json"),
             "SCINTISEG_MODELS": str(self.models),
             "SCINTISEG_VENV": str(VENV),
+            **self.extra_env,
         }
         self.runs += 1
         with open(self.log_path, "wb") as log:

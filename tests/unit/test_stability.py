@@ -96,3 +96,14 @@ def test_thread_hands_on_within_a_tick() -> None:
 def test_rejects_bad_settings() -> None:
     with pytest.raises(ValueError):
         StabilityTracker(str, print, stable_age=-1)
+
+
+def test_each_study_that_received_instances_is_told_once_per_poll() -> None:
+    clock, arrived, studies = Clock(), [], {"i1": "s1", "i2": "s1", "i3": "s2"}
+    tracker = StabilityTracker(studies.__getitem__, lambda s: None, 2.0, clock=clock, on_arrival=arrived.append)
+    for iid in ("i1", "i2", "i3"):
+        tracker.new_instance(iid)
+    tracker.poll()
+    assert arrived == ["s1", "s2"]
+    tracker.poll()
+    assert arrived == ["s1", "s2"]  # nothing new arrived
