@@ -31,8 +31,8 @@ Why a table of our own rather than the plugin queues of Orthanc 1.12.10
 with orthanc-python 4.0 has no queue API at all, and where it exists it
 cannot say which node holds which study, renew a reservation, or fence a late
 writer; the table does all three in the database that the deployment already
-runs. :func:`plugin_queue_api` reports whether the queue API is there
-(``GET /scintiseg/status``, ``cluster.plugin_queue_api``).
+runs. ``GET /scintiseg/status`` reports whether the queue API is there
+(``plugin_features``: ``ReserveQueueValue``, ``AcknowledgeQueueValue``).
 """
 
 from __future__ import annotations
@@ -64,11 +64,6 @@ POLL_S = 1.0
 FAILED_OUTCOMES = ("failed",)
 #: How long a REST snapshot may be reused (several HTTP threads ask at once).
 SNAPSHOT_TTL_S = 0.2
-
-
-def plugin_queue_api(api: Any) -> bool:
-    """Whether this Orthanc's plugin offers the queue API (Orthanc 1.12.10+, plugin 7)."""
-    return all(hasattr(api, name) for name in ("ReserveQueueValue", "AcknowledgeQueueValue"))
 
 
 class LeaseLost(Interrupted):
