@@ -27,6 +27,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SUITE=trixie
 PACKAGES=orthanc,orthanc-python,orthanc-dicomweb,dcmtk,python3-venv,ca-certificates
+# the cluster tests (tests/integration/test_cluster.py): the PostgreSQL index plugin and a server
+PACKAGES+=,orthanc-postgresql,postgresql
 EXPECT_ORTHANC=1.12.
 EXPECT_PYTHON_PLUGIN=5.
 DIR="${SCINTISEG_TRIXIE_DIR:-$ROOT/build/trixie}"

@@ -1,6 +1,6 @@
 """A private PostgreSQL server for the tests: its own data folder, a free loopback port.
 
-:class:`PostgresServer` runs Debian's PostgreSQL 15 binaries (``initdb``,
+:class:`PostgresServer` runs Debian's PostgreSQL binaries (15 on Debian 12, 17 on Debian 13) (``initdb``,
 ``pg_ctl``) on a fresh data folder with trust authentication on 127.0.0.1
 only, so nothing of the machine's own clusters is touched. PostgreSQL refuses
 to run as root: as root the server runs as the ``postgres`` user (``runuser``),
@@ -19,7 +19,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PG_BIN = Path(os.environ.get("SCINTISEG_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+def _pg_bin() -> Path:
+    """``$SCINTISEG_PG_BIN``, else the newest Debian PostgreSQL (15 on Debian 12, 17 on 13)."""
+    if os.environ.get("SCINTISEG_PG_BIN"):
+        return Path(os.environ["SCINTISEG_PG_BIN"])
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parent.parent.name)
+                   if p.parent.parent.name.isdigit() else 0)
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _pg_bin()
 PG_USER = "postgres"
 DATABASE = "orthanc"
 
