@@ -74,7 +74,8 @@ plugins="\"$PYTHON_PLUGIN\""
 storage_dir="$DATA/db"
 postgresql_json=""
 if [[ -n "${SCINTISEG_POSTGRESQL:-}" ]]; then
-  PG_PLUGINS="${ORTHANC_POSTGRESQL_PLUGINS:-/usr/share/orthanc/plugins}"
+  pg_index="$(dpkg-query -L orthanc-postgresql 2>/dev/null | grep -m1 '/libOrthancPostgreSQLIndex\.so$' || true)"
+  PG_PLUGINS="${ORTHANC_POSTGRESQL_PLUGINS:-$(dirname "${pg_index:-/usr/share/orthanc/plugins/x}")}"
   [[ -f "$PG_PLUGINS/libOrthancPostgreSQLIndex.so" ]] \
     || die "SCINTISEG_POSTGRESQL is set but orthanc-postgresql is missing (apt-get install orthanc-postgresql, or 'make setup')"
   [[ "$SCINTISEG_POSTGRESQL" =~ ^postgres(ql)?:// && "$SCINTISEG_POSTGRESQL" != *'"'* && "$SCINTISEG_POSTGRESQL" != *\\* ]] \

@@ -19,14 +19,15 @@ from cluster_harness import LEASE_S, OrthancCluster
 from openapi_check import check_answer, load_spec
 from orthanc_harness import OrthancServer, Study, make_study, missing_tools, wait_for
 
-PG_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancPostgreSQLIndex.so")
+PG_PLUGIN_DIRS = ("/usr/share/orthanc/plugins", "/usr/lib/orthanc", "/usr/lib/x86_64-linux-gnu/orthanc")
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def cluster(pg_uri: str, tmp_path: Path, models_dir: Path) -> Iterator[OrthancCluster]:
-    missing = missing_tools() or (None if PG_PLUGIN.exists() else "orthanc-postgresql is not installed (make setup)")
+    has_plugin = any((Path(d) / "libOrthancPostgreSQLIndex.so").exists() for d in PG_PLUGIN_DIRS)
+    missing = missing_tools() or (None if has_plugin else "orthanc-postgresql is not installed (make setup)")
     if missing:
         pytest.fail(missing)
     c = OrthancCluster(pg_uri, tmp_path / "cluster", models_dir)
