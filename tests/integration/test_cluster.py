@@ -103,6 +103,12 @@ def test_kill_9_of_a_node_mid_burst_loses_nothing_and_duplicates_nothing(
     assert node2.get("/scintiseg/status")["cluster"]["takeovers_by_this_node"] >= len(held)
     alive = {n["node"]: n["alive"] for n in queue["cluster"]["nodes"]}
     assert alive["node2"] and (not alive["node1"] or time.monotonic() - killed_at < LEASE_S)
+    # node1 comes back: its start-up scan finds nothing to redo
+    node1.start()
+    time.sleep(2)
+    assert runs(node1) == 0
+    assert node1.get("/scintiseg/queue")["running"] == []
+    assert_one_seg_per_image(cluster, node1, studies)
 
 
 def test_a_node_that_joins_mid_burst_takes_work(cluster: OrthancCluster, tmp_path: Path) -> None:
