@@ -67,10 +67,14 @@ def test_study_result_and_measurements(orthanc: OrthancServer, processed: tuple,
     (image,) = body["images"]
     assert image["seg_instance_id"] in body["seg_instance_ids"]
     assert image["timings_ms"]["gland_inference_ms"] > 0
-    frame = image["frames"][0]
-    assert frame["gland_area_mm2"] > 0 and frame["gland_counts"] > 0
-    for nodule in frame["nodules"]:
-        assert nodule["lobe"] in ("right", "left", "isthmus") and nodule["area_mm2"] > 0
+    assert {m["name"] for m in image["models"]} == {"scintiseg-gland", "scintiseg-nodule"}
+    assert image["flags"] == []
+    labels = {lb["key"]: lb for lb in image["frames"][0]["labels"]}
+    assert labels["gland"]["area_mm2"] > 0 and labels["gland"]["counts"] > 0
+    assert labels["gland"]["name"] == "Thyroid gland" and labels["gland"]["colour"] == list(GLAND_RGB)
+    assert labels["nodule"]["count"] == len(labels["nodule"]["components"])
+    for nodule in labels["nodule"]["components"]:
+        assert nodule["lobe"] in ("right", "left") and nodule["area_mm2"] > 0
 
 
 def test_preview_png_and_secondary_capture(
@@ -96,7 +100,12 @@ def test_preview_png_and_secondary_capture(
 
 def test_models_queue_health(orthanc: OrthancServer, processed: tuple, spec: dict[str, Any]) -> None:
     status, _, body = api(orthanc, spec, "GET", "/scintiseg/models")
-    assert status == 200 and sorted(m["task"] for m in body["models"]) == ["gland", "nodule"]
+    assert status == 200
+    assert sorted((m["labels"][0]["key"], m["stage"], m["error"]) for m in body["models"]) == [
+        ("gland", "active", None), ("nodule", "active", None)]
+    assert all(m["sha256"] and m["applies_to"]["modalities"] == ["NM"] for m in body["models"])
+    status, _, reloaded = api(orthanc, spec, "POST", "/scintiseg/models/reload")
+    assert status == 200 and reloaded == body
     status, _, body = api(orthanc, spec, "GET", "/scintiseg/health")
     assert status == 200 and body["status"] == "ok" and "CPUExecutionProvider" in body["providers"]
     orthanc.wait_idle()

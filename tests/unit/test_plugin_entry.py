@@ -111,7 +111,7 @@ def test_callbacks_route_events_and_rest(load_plugin: Any, tmp_path: Path) -> No
     change = mod.callbacks["change"]  # type: ignore[attr-defined]
     change(mod.ChangeType.ORTHANC_STARTED, 4, "")  # type: ignore[attr-defined]
     # no models in tmp_path: the plugin stays off, Orthanc is not disturbed
-    assert plugin.SERVICE.state == "failed" and "no gland, nodule model" in plugin.SERVICE.error
+    assert plugin.SERVICE.state == "failed" and "no model can serve" in plugin.SERVICE.error
     assert any(level == "LogError" and "ScintiSeg is OFF" in msg for level, msg in mod.logs)  # type: ignore[attr-defined]
     change(mod.ChangeType.STABLE_STUDY, 1, STUDY)  # type: ignore[attr-defined]
     change(mod.ChangeType.NEW_INSTANCE, 3, "instance-id")  # type: ignore[attr-defined]
