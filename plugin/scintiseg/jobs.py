@@ -60,6 +60,7 @@ from . import __version__
 from .config import Selection
 from .gateway import Gateway, InstanceInfo, NotFoundError, SeriesInfo
 from .nm import SkippedImageError, UnreadableImageError
+from .pipeline import ModelUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -425,6 +426,9 @@ class StudyJobs:
         except UnreadableImageError as exc:
             log.warning("study %s: instance %s unreadable: %s", study_id, inst.instance_id, exc)
             return {**base, "status": FAILED, "reason": str(exc)}
+        except ModelUnavailable as exc:  # a served model broke in place: retried once it is restored
+            log.warning("study %s: instance %s not segmented: %s", study_id, inst.instance_id, exc)
+            return {**base, "status": FAILED, "transient": True, "reason": str(exc)}
         except NotFoundError:
             log.warning("study %s: instance %s deleted before it was segmented", study_id, inst.instance_id)
             return None

@@ -46,6 +46,11 @@ class NoModelApplies(SkippedImageError):
     code = "no_model"
 
 
+class ModelUnavailable(RuntimeError):
+    """A model that served and would apply to this image is refused now (a file removed or
+    corrupted in place): the image fails, and is retried, rather than lose its labels."""
+
+
 @dataclass(frozen=True)
 class OutputOptions:
     """How the SEG series is labelled."""
@@ -168,6 +173,9 @@ class Pipeline:
         """
         t0 = time.perf_counter()
         plan = self.plan(source)
+        if plan.unavailable:
+            ident, error = plan.unavailable[0]
+            raise ModelUnavailable(f"model {ident} is refused now ({error}); restore its files or remove its folder")
         if not plan.models:
             raise NoModelApplies(plan.why_not)
         frames = nm_frames(source)

@@ -125,16 +125,29 @@ class Plan:
     shadows: list[tuple[Any, Any]]
     #: why no model applies (empty when some do)
     why_not: str = ""
+    #: (identity, error) of served models that broke in place and would apply to the image
+    unavailable: list[tuple[str, str]] = field(default_factory=list)
 
 
 class ModelSet:
-    """An immutable snapshot of the registry."""
+    """An immutable snapshot of the registry.
 
-    def __init__(self, entries: Sequence[ModelEntry], generation: int = 0) -> None:
+    ``broken`` holds, for each model name that served before and whose folder is now
+    refused with no other valid version to fall back to (a file removed or corrupted
+    in place), its last served entry and the error: an image it would apply to fails,
+    retriably, instead of getting a result without its labels. A folder removed on
+    purpose is not broken: its name simply no longer serves.
+    """
+
+    def __init__(
+        self, entries: Sequence[ModelEntry], generation: int = 0,
+        broken: dict[str, tuple[ModelEntry, str]] | None = None,
+    ) -> None:
         self.entries = tuple(entries)
         self.generation = generation
         self.active = [e for e in self.entries if e.stage == "active"]
         self.shadows = [e for e in self.entries if e.stage == "shadow"]
+        self.broken = dict(broken or {})
 
     @property
     def models(self) -> list[str]:
@@ -179,22 +192,25 @@ class ModelSet:
         from .inference import dependency_order
 
         why: list[str] = []
-        candidates = []
-        for e in self.active:
+
+        def applies(e: ModelEntry) -> bool:
             card = e.card
             assert card is not None
             rule = card.applies_to
             if modality is not None and not rule.matches_series(modality, description or ""):
                 why.append(f"{e.ident}: series {modality} {description!r}")
-                continue
+                return False
             if sop_class_uid is not None and not rule.matches_sop_class(sop_class_uid):
                 why.append(f"{e.ident}: SOP class {sop_class_uid}")
-                continue
+                return False
             miss = rule.matches_image(facts) if facts is not None else None
             if miss is not None:
                 why.append(f"{e.ident}: {miss}")
-                continue
-            candidates.append(e)
+                return False
+            return True
+
+        candidates = [e for e in self.active if applies(e)]
+        unavailable = [(last.ident, error) for last, error in self.broken.values() if applies(last)]
         candidates.sort(key=lambda e: (-e.card.applies_to.priority, e.name or ""))  # type: ignore[union-attr]
         owners: dict[str, ModelEntry] = {}
         for e in candidates:
@@ -221,6 +237,7 @@ class ModelSet:
             owners={k: e.ident for k, e in owners.items() if e.ident in chosen},
             shadows=shadows,
             why_not="" if models else ("no model applies: " + "; ".join(why) if why else "no active model"),
+            unavailable=unavailable,
         )
 
     def outdated(self, idents: Sequence[str]) -> list[str]:
@@ -367,6 +384,8 @@ class Registry:
         self._cache: dict[Path, _Candidate] = {}
         self._signature: tuple[Any, ...] | None = None
         self._generation = 0
+        #: the last active entry of each model name that served (see :class:`ModelSet`)
+        self._served: dict[str, ModelEntry] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         #: called with the new snapshot after each reload that changed something
@@ -396,12 +415,13 @@ class Registry:
                     candidates.append(_load_candidate(folder, self.root, self.loader, self.verify_sha256))
             self._cache = {c.folder: c for c in candidates}
             entries = decide(candidates)
+            broken = self._broken(entries)
             old = {(e.folder, e.stage, e.error) for e in self._current.entries}
             changed = old != {(e.folder, e.stage, e.error) for e in entries} or self._signature != signature
             self._signature = signature
             if changed or self._generation == 0:
                 self._generation += 1
-                self._current = ModelSet(entries, self._generation)
+                self._current = ModelSet(entries, self._generation, broken)
                 self._log(entries)
             current = self._current
         if changed and self.on_change is not None:
@@ -410,6 +430,17 @@ class Registry:
             except Exception:  # a listener must not break the registry
                 log.exception("model registry listener failed")
         return current
+
+    def _broken(self, entries: Sequence[ModelEntry]) -> dict[str, tuple[ModelEntry, str]]:
+        """Served names now refused without a fallback; forget names whose folders went."""
+        active = {e.name for e in entries if e.stage == "active"}
+        refused = {e.name: str(e.error) for e in entries if e.stage == "refused" and e.name}
+        for e in entries:
+            if e.stage == "active" and e.name:
+                self._served[e.name] = e
+        for name in [n for n in self._served if n not in active and n not in refused]:
+            del self._served[name]  # removed on purpose (or renamed): no longer expected
+        return {n: (e, refused[n]) for n, e in self._served.items() if n not in active and n in refused}
 
     def _log(self, entries: Sequence[ModelEntry]) -> None:
         for e in entries:

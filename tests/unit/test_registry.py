@@ -128,6 +128,28 @@ def test_a_need_no_active_model_meets_is_refused(tmp_path: Path) -> None:
     assert stages(reg)["nodule"] == ("active", None)
 
 
+def test_a_served_model_broken_in_place_fails_the_images_it_applies_to(tmp_path: Path) -> None:
+    from scintiseg.pipeline import ModelUnavailable
+
+    write_fake_models(tmp_path)
+    write_fake_model(tmp_path / "gland-i131", "gland", name="scintiseg-gland-i131", applies_to=I131)
+    reg = registry(tmp_path)
+    onnx = tmp_path / "gland-i131" / "model.onnx"
+    original = onnx.read_bytes()
+    onnx.write_bytes(original[: len(original) // 2])  # corrupted in place
+    current = reg.reload()
+    assert stages(reg)["gland-i131"][0] == "refused" and set(current.broken) == {"scintiseg-gland-i131"}
+    pipeline = Pipeline(current)
+    with pytest.raises(ModelUnavailable, match="scintiseg-gland-i131@0.0.0-test is refused now"):
+        pipeline.process(nm(8, "I-131"))  # not a gland-only result from the Tc-99m models
+    assert pipeline.process(nm(9, "Tc-99m")).models == current.models  # the others keep serving
+    onnx.write_bytes(original)
+    assert reg.reload().broken == {}
+    # a folder removed on purpose is not broken: its name simply stops serving
+    shutil.rmtree(tmp_path / "gland-i131")
+    assert reg.reload().broken == {}
+
+
 def test_the_same_version_twice_is_refused_once(tmp_path: Path) -> None:
     write_fake_models(tmp_path)
     shutil.copytree(tmp_path / "gland", tmp_path / "gland-copy")
