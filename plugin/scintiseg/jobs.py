@@ -110,6 +110,10 @@ class Processor(Protocol):
         """Those of ``idents`` whose model name now serves another version."""
         ...
 
+    def unavailable(self, modality: str, description: str) -> list[tuple[str, str]]:
+        """(identity, error) of served models broken in place that would apply to a series."""
+        ...
+
     def process(self, source: pydicom.Dataset) -> SegResult:
         """Segment one image; :class:`scintiseg.pipeline.NoModelApplies` if no model applies."""
         ...
@@ -253,6 +257,10 @@ class StudyJobs:
         except NotFoundError as exc:
             log.warning("study %s: no longer in Orthanc, nothing recorded (%s)", study_id, exc)
             return None
+        except ModelUnavailable as exc:
+            log.warning("study %s: %s", study_id, exc)
+            state.transient = True
+            return self._record_quietly(state, FAILED, str(exc))
         except Exception as exc:  # the job's error boundary: log, record, keep Orthanc serving
             if should_stop():
                 log.warning("study %s: %s while Orthanc is stopping; left pending", study_id, exc)
@@ -353,6 +361,9 @@ class StudyJobs:
         if not chosen:
             return chosen, why_not
         applying = [s for s in chosen if pipeline.applies_to_series(s.modality, s.description)]
+        broken = [b for s in chosen for b in pipeline.unavailable(s.modality, s.description)]
+        if broken and not applying:  # the models it needs broke in place: fail (retried), never skip
+            raise ModelUnavailable.of(broken)
         if not applying:
             found = sorted({f"{s.modality} {s.description!r}" for s in chosen})
             return [], f"no active model applies to the series ({', '.join(found)})"

@@ -50,6 +50,11 @@ class ModelUnavailable(RuntimeError):
     """A model that served and would apply to this image is refused now (a file removed or
     corrupted in place): the image fails, and is retried, rather than lose its labels."""
 
+    @classmethod
+    def of(cls, unavailable: list[tuple[str, str]]) -> ModelUnavailable:
+        ident, error = unavailable[0]
+        return cls(f"model {ident} is refused now ({error}); restore its files or remove its folder")
+
 
 @dataclass(frozen=True)
 class OutputOptions:
@@ -139,6 +144,9 @@ class Pipeline:
     def applies_to_series(self, modality: str, description: str) -> bool:
         return self.model_set.applies_to_series(modality, description)
 
+    def unavailable(self, modality: str, description: str) -> list[tuple[str, str]]:
+        return self.model_set.unavailable_for_series(modality, description)
+
     def outdated(self, idents: Any) -> list[str]:
         return self.model_set.outdated(list(idents))
 
@@ -174,8 +182,7 @@ class Pipeline:
         t0 = time.perf_counter()
         plan = self.plan(source)
         if plan.unavailable:
-            ident, error = plan.unavailable[0]
-            raise ModelUnavailable(f"model {ident} is refused now ({error}); restore its files or remove its folder")
+            raise ModelUnavailable.of(plan.unavailable)
         if not plan.models:
             raise NoModelApplies(plan.why_not)
         frames = nm_frames(source)

@@ -178,6 +178,14 @@ class ModelSet:
         """Whether some active model may apply to a series (index half of the rules)."""
         return any(e.card is not None and e.card.applies_to.matches_series(modality, description) for e in self.active)
 
+    def unavailable_for_series(self, modality: str, description: str) -> list[tuple[str, str]]:
+        """(identity, error) of the broken served models that would apply to a series."""
+        return [
+            (last.ident, error)
+            for last, error in self.broken.values()
+            if last.card is not None and last.card.applies_to.matches_series(modality, description)
+        ]
+
     def applies_to_sop_class(self, sop_class_uid: str) -> bool:
         return any(e.card is not None and e.card.applies_to.matches_sop_class(sop_class_uid) for e in self.active)
 

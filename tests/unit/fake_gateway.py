@@ -276,6 +276,9 @@ class FakePipeline:
     def applies_to_series(self, modality: str, description: str) -> bool:
         return self.applies(modality, description)
 
+    def unavailable(self, modality: str, description: str) -> list[tuple[str, str]]:
+        return []
+
     def outdated(self, idents: Any) -> list[str]:
         active = dict(m.split("@", 1) for m in self.models)
         return [i for i in idents if i.split("@", 1)[0] in active and active[i.split("@", 1)[0]] != i.split("@", 1)[1]]

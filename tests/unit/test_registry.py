@@ -150,6 +150,29 @@ def test_a_served_model_broken_in_place_fails_the_images_it_applies_to(tmp_path:
     assert reg.reload().broken == {}
 
 
+def test_a_study_whose_only_models_broke_fails_retriably_instead_of_being_skipped(tmp_path: Path) -> None:
+    from fake_gateway import FakeGateway
+
+    from scintiseg.config import Selection
+    from scintiseg.jobs import DONE, FAILED, StudyJobs
+    from scintiseg.pipeline import PipelineSource
+
+    write_fake_models(tmp_path)
+    reg = registry(tmp_path)
+    gw = FakeGateway()
+    gw.add(nm(10))
+    (study,) = set(gw.study_of.values())
+    jobs = StudyJobs(gw, PipelineSource(reg), Selection())
+    onnx = tmp_path / "gland" / "model.onnx"
+    aside = onnx.with_suffix(".aside")
+    onnx.rename(aside)  # the job's snapshot notices it before starting
+    result = jobs.run(study)
+    assert result is not None and result["status"] == FAILED and result["retriable"] is True
+    assert "scintiseg-gland@0.0.0-test is refused now" in result["reason"] and "not found" in result["reason"]
+    aside.rename(onnx)
+    assert jobs.run(study)["status"] == DONE  # type: ignore[index]
+
+
 def test_the_same_version_twice_is_refused_once(tmp_path: Path) -> None:
     write_fake_models(tmp_path)
     shutil.copytree(tmp_path / "gland", tmp_path / "gland-copy")
