@@ -176,17 +176,26 @@ def test_train_resume_export_evaluate(data: Path, tmp_path: Path) -> None:
             str(out / "e.md"),
             "--montage",
             str(out / "f.png"),
+            "--montage-independent",
+            str(out / "fi.png"),
             "--update-cards",
             "--independent",
-            "0",
+            "2",
             "--threads",
             "2",
         ]
     )
     rep = json.loads((out / "e.json").read_text())
     assert rep["overall"]["n"] == 6
+    # the held-out family, scored with the same physician's figures, as acquired (no mirror)
+    independent = rep["families"]["independent"]
+    assert independent["overall"]["images"] == 2 and "false_nodules_per_image" in independent["overall"]
+    assert set(independent["targets"]) == {
+        "gland_dice_mean_low_count_excluded", "gland_outside_fraction", "sensitivity_>=15mm",
+        "sensitivity_10-15mm", "false_nodules_per_image",
+    }
     assert 0.0 <= rep["overall"]["gland_dice_mean"] <= 1.0
-    assert (out / "f.png").stat().st_size > 0
+    assert (out / "f.png").stat().st_size > 0 and (out / "fi.png").stat().st_size > 0
     card = load_card(refined_folder)  # the served gland; sha256 still right after the metrics update
     assert card.raw["metrics"]["gland_dice_mean"] == rep["overall"]["gland_dice_mean"]
     # fine-tuning from the exported model: BatchNorm stays fixed, also across a resume
