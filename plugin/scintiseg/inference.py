@@ -140,14 +140,24 @@ class LoadedModel:
         return f"{self.card.labels[0].key}_inference"
 
     def segment(
-        self, frames: np.ndarray, spacing: float | None, known: Sequence[Mapping[str, np.ndarray]], timed: Timer
+        self,
+        frames: np.ndarray,
+        spacing: float | None,
+        known: Sequence[Mapping[str, np.ndarray]],
+        timed: Timer,
+        undecided: list[dict[str, int]] | None = None,
     ) -> list[dict[str, np.ndarray]]:
-        """This model's label masks for each frame; ``known`` holds the masks made before it."""
+        """This model's label masks for each frame; ``known`` holds the masks made before it.
+
+        ``undecided``, when given (one dict per frame), receives per label the number of
+        pixels whose probability the stage that made the mask left between 0.2 and 0.8.
+        """
         card = self.card
         shape = (frames.shape[1], frames.shape[2])
         n = frames.shape[0]
         keys = card.label_keys
         results: list[dict[str, np.ndarray]] = [{} for _ in range(n)]
+        unsure_by_frame: list[dict[str, int]] = [{} for _ in range(n)]
         for model in self.stages:
             stage = model.stage
             with timed("preprocess"):
@@ -165,9 +175,9 @@ class LoadedModel:
                     windows = [gland_window(unions[i]) for i in todo]
             if not todo:
                 continue
-            masks = _run_stage(model, frames[todo], windows, shape, timed, self.timing_key)
+            masks, unsures = _run_stage(model, frames[todo], windows, shape, timed, self.timing_key)
             with timed("postprocess"):
-                for i, raw in zip(todo, masks, strict=True):
+                for i, raw, unsure in zip(todo, masks, unsures, strict=True):
                     ctx = PostContext(spacing, {**known[i], **results[i]})
                     made = {}
                     for c, key in enumerate(keys):
@@ -175,13 +185,20 @@ class LoadedModel:
                         for step in stage.post:
                             m = step(m, ctx)
                         made[key] = m
+                    counts = {key: int(unsure[c]) for c, key in enumerate(keys)}
                     if stage.window == "previous":
                         # a later pass that finds nothing does not erase the previous pass's result
+                        counts = {k: n if made[k].any() else unsure_by_frame[i].get(k, 0) for k, n in counts.items()}
                         made = {k: m if m.any() else results[i][k] for k, m in made.items()}
                     results[i] = made
+                    unsure_by_frame[i].update(counts)
         for i in range(n):  # frames no stage could see (empty previous stage) get empty masks
             for key in keys:
                 results[i].setdefault(key, np.zeros(shape, dtype=bool))
+                unsure_by_frame[i].setdefault(key, 0)
+        if undecided is not None:
+            for i in range(n):
+                undecided[i].update(unsure_by_frame[i])
         return results
 
 
@@ -201,20 +218,27 @@ def stage_input(stage: Stage, image: np.ndarray, window: Window) -> np.ndarray:
     return x
 
 
+#: |logit - threshold| below this is "undecided": probability between 0.2 and 0.8 (logit(0.8) = 1.386).
+UNDECIDED_LOGIT = 1.386
+
+
 def _run_stage(
     model: OnnxModel, frames: np.ndarray, windows: list[Window], shape: tuple[int, int], timed: Timer, key: str
-) -> list[np.ndarray]:
-    """``model`` on each frame seen through its window: ``(labels, rows, cols)`` raw masks per frame."""
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``model`` on each frame seen through its window: ``(labels, rows, cols)`` raw masks per frame,
+    and per frame the number of source pixels of each label whose logit is undecided."""
     stage = model.stage
     with timed("preprocess"):
         batch = np.stack([stage_input(stage, f, w) for f, w in zip(frames, windows, strict=True)])
     with timed(key):
         logits = model.run(batch)
     with timed("postprocess"):
-        return [
-            np.stack([logits_to_source(lg[c], w, shape) > stage.threshold for c in range(lg.shape[0])])
-            for lg, w in zip(logits, windows, strict=True)
-        ]
+        masks, undecided = [], []
+        for lg, w in zip(logits, windows, strict=True):
+            source = np.stack([logits_to_source(lg[c], w, shape) for c in range(lg.shape[0])]) - stage.threshold
+            masks.append(source > 0)
+            undecided.append((np.abs(source) < UNDECIDED_LOGIT).sum(axis=(1, 2)))
+        return masks, undecided
 
 
 @dataclass
@@ -223,6 +247,8 @@ class FrameResult:
 
     masks: dict[str, np.ndarray]
     timings_ms: dict[str, float] = field(default_factory=dict)
+    #: per label, pixels whose probability was left between 0.2 and 0.8 (quality flag ``low_confidence``)
+    undecided: dict[str, int] = field(default_factory=dict)
 
 
 def dependency_order(models: Sequence[LoadedModel]) -> list[LoadedModel]:
@@ -320,9 +346,13 @@ class Segmenter:
             spent[stage] += time.perf_counter() - t
 
         known: list[dict[str, np.ndarray]] = [{} for _ in range(n)]
+        unsure: list[dict[str, int]] = [{} for _ in range(n)]
         for model in self.models:
-            made = model.segment(frames, pixel_spacing_mm, known, timed)
+            mine: list[dict[str, int]] = [{} for _ in range(n)]
+            made = model.segment(frames, pixel_spacing_mm, known, timed, mine)
             for i in range(n):
-                known[i].update({k: m for k, m in made[i].items() if self.owners.get(k) == model.ident})
+                owned = [k for k in made[i] if self.owners.get(k) == model.ident]
+                known[i].update({k: made[i][k] for k in owned})
+                unsure[i].update({k: mine[i][k] for k in owned})
         timings = {f"{stage}_ms": seconds * 1e3 / n for stage, seconds in spent.items()}
-        return [FrameResult(masks=known[i], timings_ms=dict(timings)) for i in range(n)]
+        return [FrameResult(masks=known[i], timings_ms=dict(timings), undecided=unsure[i]) for i in range(n)]

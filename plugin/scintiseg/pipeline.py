@@ -28,12 +28,14 @@ from .inference import DEFAULT_PROVIDERS, Segmenter
 from .measurements import measure_frame
 from .modelcard import Label
 from .nm import SkippedImageError, nm_frames, pixel_spacing_mm
-from .quality import check_counts
+from .quality import check_counts, frame_flags, image_flags
 from .registry import ModelSet, Plan
 from .rules import ImageFacts
 from .seg import SegmentSpec, build_seg, deterministic_uid
 from .shadow import AgreementLog, compare
 
+#: The label the quality flags read (the gland outline).
+GLAND_KEY = "gland"
 DEFAULT_SERIES_NUMBER = 9901
 DEFAULT_SERIES_DESCRIPTION = "ScintiSeg {models}"
 DEFAULT_PREVIEW_SERIES_NUMBER = 9902
@@ -229,12 +231,25 @@ class Pipeline:
             labels=labels,
             masks=masks,
             models=models,
+            flags=self._flags(frames, results, iso),
         )
         if plan.shadows:
             t = time.perf_counter()
             result.shadow = self._shadows(plan, frames, iso, results, masks, source)
             timings["shadow_ms"] = (time.perf_counter() - t) * 1e3
         return result
+
+    @staticmethod
+    def _flags(frames: np.ndarray, results: list[Any], iso: float | None) -> list[dict[str, str]]:
+        """The image's quality flags (:mod:`scintiseg.quality`), read on the gland label's mask."""
+        if not results or GLAND_KEY not in results[0].masks:
+            return []
+        return image_flags(
+            [
+                frame_flags(f, r.masks[GLAND_KEY], iso, r.undecided.get(GLAND_KEY))
+                for f, r in zip(frames, results, strict=True)
+            ]
+        )
 
     def _shadows(
         self, plan: Plan, frames: np.ndarray, iso: float | None, results: list[Any],

@@ -74,8 +74,8 @@ class FrameView:
     counts: np.ndarray  # (rows, cols) float64 counts
     gland: np.ndarray  # (rows, cols) bool, the served gland mask
     spacing_mm: float
-    #: (rows, cols) gland probability from the model, when the pipeline passes it
-    gland_probability: np.ndarray | None = None
+    #: gland pixels (source matrix) whose model probability lies in :data:`UNCERTAIN_BAND`
+    undecided_pixels: int | None = None
 
     @property
     def pixel_area_mm2(self) -> float:
@@ -194,13 +194,17 @@ def _at_border(v: FrameView) -> str | None:
     return None
 
 
+def undecided_pixels(probability: np.ndarray) -> int:
+    """Pixels of a probability map inside :data:`UNCERTAIN_BAND`."""
+    lo, hi = UNCERTAIN_BAND
+    return int(((probability > lo) & (probability < hi)).sum())
+
+
 def _low_confidence(v: FrameView) -> str | None:
-    p = v.gland_probability
-    if p is None or not v.gland.any():
+    if v.undecided_pixels is None or not v.gland.any():
         return None
     lo, hi = UNCERTAIN_BAND
-    band = int(((p > lo) & (p < hi)).sum())
-    share = band / max(1, int(v.gland.sum()))
+    share = v.undecided_pixels / max(1, int(v.gland.sum()))
     if share > UNCERTAIN_SHARE:
         return (
             f"the model is undecided over an area {100 * share:.0f} % of the gland's "
@@ -226,14 +230,14 @@ def frame_flags(
     counts: np.ndarray,
     gland: np.ndarray,
     pixel_spacing_mm: float | None,
-    gland_probability: np.ndarray | None = None,
+    undecided: int | None = None,
 ) -> list[Flag]:
     """The flags of one segmented frame, in :data:`RULES` order."""
     view = FrameView(
         counts=np.asarray(counts, dtype=np.float64),
         gland=np.asarray(gland, dtype=bool),
         spacing_mm=float(pixel_spacing_mm or DEFAULT_SPACING_MM),
-        gland_probability=gland_probability,
+        undecided_pixels=undecided,
     )
     flags = []
     for code, rule in RULES:
@@ -241,3 +245,14 @@ def frame_flags(
         if message is not None:
             flags.append(Flag(code, message))
     return flags
+
+
+def image_flags(per_frame: list[list[Flag]]) -> list[dict[str, str]]:
+    """An image's flags: each code once, from its first frame (named when there are several)."""
+    seen: dict[str, dict[str, str]] = {}
+    for i, flags in enumerate(per_frame, 1):
+        for f in flags:
+            if f.code not in seen:
+                where = f"frame {i}: " if len(per_frame) > 1 else ""
+                seen[f.code] = {"code": f.code, "message": where + f.message}
+    return [seen[c] for c in FLAG_CODES if c in seen]

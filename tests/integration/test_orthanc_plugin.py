@@ -90,8 +90,11 @@ def test_seg_dice_matches_the_models_test_level(orthanc: OrthancServer, tmp_path
     if models is None:
         pytest.skip("models/ has no trained models yet (train and export them): Dice needs real models")
     (card,) = [e.card for e in Registry(models, lambda c: c).current.active if "gland" in e.card.label_keys]
-    expected = float(card.raw.get("metrics", {}).get("gland_dice_mean", 0.95))
-    threshold = max(0.95, expected - 0.03)
+    # the level the card records for normal scans of its test set, less a margin for six scans
+    metrics = card.raw.get("metrics", {})
+    expected = float(metrics.get("per_kind", {}).get("normal", {}).get("gland_dice_mean", 0.0))
+    assert expected > 0.9, f"{card.ident}: its card records no credible test level for normal scans: {metrics}"
+    threshold = expected - 0.05
     studies = [make_study(tmp_path / str(seed), seed=seed, kind="normal") for seed in range(40, 46)]
     orthanc.storescu([f for s in studies for f in s.files])
     scores = []

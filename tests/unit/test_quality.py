@@ -40,7 +40,8 @@ def first_scan(kind: str | None, where: Callable[[Scan], bool], start: int = 0, 
 
 
 def codes(scan: Scan, probability: np.ndarray | None = None) -> set[str]:
-    return {f.code for f in frame_flags(scan.counts, scan.gland, scan.pixel_spacing_mm, probability)}
+    undecided = None if probability is None else quality.undecided_pixels(probability)
+    return {f.code for f in frame_flags(scan.counts, scan.gland, scan.pixel_spacing_mm, undecided)}
 
 
 def _p(scan: Scan, key: str) -> Any:
