@@ -69,8 +69,11 @@ integration: setup
 e2e: setup e2e-setup
 	SCINTISEG_E2E_REQUIRED=1 $(VENV)/bin/pytest -q tests/e2e
 
+# The REST fuzzing runs in a process of its own: onnxruntime, loaded by other tests, turns off
+# subnormal floats for the whole process, and hypothesis then refuses to generate.
 test: setup e2e-setup lint
-	SCINTISEG_E2E_REQUIRED=1 SCINTISEG_TOOLS_REQUIRED=1 $(VENV)/bin/pytest -q tests
+	SCINTISEG_E2E_REQUIRED=1 SCINTISEG_TOOLS_REQUIRED=1 $(VENV)/bin/pytest -q tests --ignore=tests/integration/test_fuzz_api.py
+	SCINTISEG_TOOLS_REQUIRED=1 $(VENV)/bin/pytest -q tests/integration/test_fuzz_api.py
 	./scripts/trixie-integration.sh
 
 # The integration tests on Debian 13's Orthanc 1.12 and Python plugin 5.0, in a trixie chroot
