@@ -70,7 +70,10 @@ def test_a_processed_study_through_the_api(running: Any, spec: dict[str, Any]) -
     gland = image["frames"][0]["labels"][0]
     assert gland["key"] == "gland" and gland["area_mm2"] > 0 and gland["counts"] > 0
     assert gland["right_lobe_share_pct"] + gland["left_lobe_share_pct"] == pytest.approx(100, abs=0.2)
-    assert image["flags"] == [] and [m["ident"] for m in image["models"]] == service.jobs.models  # type: ignore[union-attr]
+    from scintiseg.quality import FLAG_CODES
+
+    assert all(f["code"] in FLAG_CODES and f["message"] for f in image["flags"])
+    assert [m["ident"] for m in image["models"]] == service.jobs.models  # type: ignore[union-attr]
     # the preview picture was stored in the study too, as a Secondary Capture (OT)
     assert {i.modality for i in gateway.instances.values()} == {"NM", "SEG", "OT"}
 
