@@ -41,6 +41,7 @@ from .gateway import NotFoundError
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "FALLBACK_ROUTE",
     "ORTHANC_ROUTES",
     "Backend",
     "Response",
@@ -71,6 +72,12 @@ ORTHANC_ROUTES: tuple[str, ...] = (
     r"/scintiseg/stats",
     r"/scintiseg/datasets/export",
 )
+
+#: Registered after :data:`ORTHANC_ROUTES` (Orthanc takes the first callback whose regex
+#: matches): any other URI under ``/scintiseg/`` is answered by :func:`dispatch` too, so that
+#: an unknown path, or an id that Orthanc splits (it reads ``\`` as ``/``), gets this API's
+#: JSON 404 rather than Orthanc's own error object.
+FALLBACK_ROUTE = r"/scintiseg/(.*)"
 
 
 class Backend(Protocol):

@@ -127,6 +127,25 @@ def test_errors(orthanc: OrthancServer, processed: tuple, spec: dict[str, Any]) 
     assert status == 405 and headers.get("Allow") == "POST"
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/scintiseg/no-such-route",
+        "/scintiseg/studies/a/b/c",
+        # Orthanc reads a backslash as a separator: this id reaches no route of ORTHANC_ROUTES
+        "/scintiseg/studies/%F0%A1%9B%94_-%5C%C3%A2%5D",
+        "/scintiseg/studies/x%5Cy/labels",
+    ],
+)
+def test_unknown_paths_get_this_apis_json_404(orthanc: OrthancServer, path: str) -> None:
+    status, headers, data = http(orthanc, "GET", path)
+    assert status == 404
+    assert headers.get("Content-Type", "").startswith("application/json")
+    body = json.loads(data)
+    assert set(body) == {"error", "status"} and body["status"] == 404
+    assert body["error"].startswith("no such ScintiSeg route")
+
+
 def test_reprocess_adds_no_duplicate(orthanc: OrthancServer, processed: tuple, spec: dict[str, Any]) -> None:
     _, sid = processed
     runs = orthanc.get("/scintiseg/status")["pipeline_runs"]
