@@ -47,7 +47,7 @@ PLUGIN_IO = ("fetch_ms", "parse_ms", "seg_write_ms", "store_ms")
 ORTHANC_IO = ("fetch_ms", "store_ms")
 STUDY_ORTHANC_IO = ("list_ms", "record_ms")
 INFERENCE = ("gland_inference_ms", "nodule_inference_ms")
-PIPELINE_CPU = ("decode_ms", "preprocess_ms", "postprocess_ms", "measure_ms", "seg_encode_ms")
+PIPELINE_CPU = ("decode_ms", "preprocess_ms", "postprocess_ms", "measure_ms", "flags_ms", "seg_encode_ms")
 
 
 def epoch(iso: str) -> float:

@@ -101,7 +101,7 @@ def main() -> None:
     print("median per image:")
     for k in (
         "decode_ms", "preprocess_ms", "gland_inference_ms", "nodule_inference_ms",
-        "postprocess_ms", "measure_ms", "seg_encode_ms", "total_ms", "raw_gland_ms", "raw_gland_refine_ms",
+        "postprocess_ms", "measure_ms", "flags_ms", "seg_encode_ms", "total_ms", "raw_gland_ms", "raw_gland_refine_ms",
         "raw_nodule_ms",
     ):
         if k not in med:

@@ -217,12 +217,15 @@ class Pipeline:
             software_versions=f"ScintiSeg {__version__}",
         )
         t3 = time.perf_counter()
+        flags = self._flags(frames, results, iso)
+        t4 = time.perf_counter()
         timings = {"decode_ms": (t1 - t0) * 1e3}
         for key in results[0].timings_ms:
             timings[key] = sum(r.timings_ms[key] for r in results)
         timings["measure_ms"] = (t2 - t1) * 1e3 - sum(timings[k] for k in results[0].timings_ms)
         timings["seg_encode_ms"] = (t3 - t2) * 1e3
-        timings["total_ms"] = (t3 - t0) * 1e3
+        timings["flags_ms"] = (t4 - t3) * 1e3
+        timings["total_ms"] = (t4 - t0) * 1e3
         result = InstanceResult(
             source_sop_instance_uid=str(source.SOPInstanceUID),
             seg=seg,
@@ -231,7 +234,7 @@ class Pipeline:
             labels=labels,
             masks=masks,
             models=models,
-            flags=self._flags(frames, results, iso),
+            flags=flags,
         )
         if plan.shadows:
             t = time.perf_counter()

@@ -46,7 +46,7 @@ def test_pipeline_any_matrix(pipeline, matrix):
     assert seg.Rows == matrix and seg.Columns == matrix
     assert len(result.frames) == 1 and result.frames[0]["labels"]["gland"]["pixels"] > 0
     assert result.models == ["scintiseg-gland@0.0.0-test", "scintiseg-nodule@0.0.0-test"]
-    for key in ("decode_ms", "preprocess_ms", "gland_inference_ms", "seg_encode_ms", "total_ms"):
+    for key in ("decode_ms", "preprocess_ms", "gland_inference_ms", "flags_ms", "seg_encode_ms", "total_ms"):
         assert result.timings_ms[key] >= 0
     # the stand-in gland model (bright pixels) overlaps the true gland
     gland = segread_masks(seg, ds)[0][..., 0]

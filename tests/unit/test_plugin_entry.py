@@ -106,7 +106,12 @@ def test_callbacks_route_events_and_rest(load_plugin: Any, tmp_path: Path) -> No
     }
     plugin, mod = load_plugin(config)
     routes = mod.routes  # type: ignore[attr-defined]
-    assert set(routes) == {"/scintiseg/status", "/ohif", "/ohif/(.*)", *plugin.rest.ORTHANC_ROUTES}
+    assert set(routes) == {"/scintiseg/status", "/ohif", "/ohif/(.*)", plugin.rest.FALLBACK_ROUTE,
+                           *plugin.rest.ORTHANC_ROUTES}
+    # Orthanc takes the first registered regex that matches: the fallback comes after ours
+    order = list(routes)
+    assert all(order.index(r) < order.index(plugin.rest.FALLBACK_ROUTE)
+               for r in ("/scintiseg/status", *plugin.rest.ORTHANC_ROUTES))
     assert mod.explorer and "scintiseg-panel" in mod.explorer  # type: ignore[attr-defined]
     change = mod.callbacks["change"]  # type: ignore[attr-defined]
     change(mod.ChangeType.ORTHANC_STARTED, 4, "")  # type: ignore[attr-defined]
