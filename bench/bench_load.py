@@ -30,7 +30,6 @@ import json
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -42,8 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from fake_models import write_fake_models  # noqa: E402
-from orthanc_harness import SCU_AET, OrthancServer, Study, make_study, missing_tools, trained_models  # noqa: E402
+from benchkit import run_bench  # noqa: E402
+from orthanc_harness import SCU_AET, OrthancServer, Study, make_study  # noqa: E402
 
 #: Study seeds of the load run start here (clear of the other benchmarks and tests).
 SEED0 = 20000
@@ -200,18 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="an Orthanc option for the run")
     ap.add_argument("--json", type=Path, help="also write the report here")
     args = ap.parse_args(argv)
-    missing = missing_tools()
-    if missing:
-        print(missing, file=sys.stderr)
+    report = run_bench("bench-load-", args.models, lambda models, work: run(args, models, work))
+    if report is None:
         return 2
-    with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
-        work = Path(tmp)
-        models = args.models or trained_models()
-        fake = models is None
-        if models is None:
-            models = write_fake_models(work / "fake-models")
-        report = run(args, models, work)
-    report["fake_models"] = fake
     print(json.dumps(report, indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -27,7 +27,6 @@ import json
 import random
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,20 +36,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from fake_models import write_fake_models  # noqa: E402
+from benchkit import run_bench  # noqa: E402
 from orthanc_harness import (  # noqa: E402
     OrthancServer,
     make_study,
-    missing_tools,
     strip_json_comments,
-    trained_models,
 )
 
 PLUGIN_IO = ("fetch_ms", "parse_ms", "seg_write_ms", "store_ms")
 ORTHANC_IO = ("fetch_ms", "store_ms")
 STUDY_ORTHANC_IO = ("list_ms", "record_ms")
 INFERENCE = ("gland_inference_ms", "nodule_inference_ms")
-PIPELINE_CPU = ("decode_ms", "preprocess_ms", "postprocess_ms", "measure_ms", "seg_encode_ms")
+PIPELINE_CPU = ("decode_ms", "preprocess_ms", "postprocess_ms", "measure_ms", "flags_ms", "seg_encode_ms")
 
 
 def epoch(iso: str) -> float:
@@ -217,18 +214,13 @@ def main(argv: list[str] | None = None) -> int:
         help="TrackStability off: jobs start on Orthanc's own STABLE_STUDY (whole-second ageing)",
     )
     args = ap.parse_args(argv)
-    missing = missing_tools()
-    if missing:
-        print(missing, file=sys.stderr)
+    report = run_bench(
+        "bench-orthanc-",
+        args.models,
+        lambda models, work: run(args.single, args.burst, args.stable_age, models, work, not args.no_tracker),
+    )
+    if report is None:
         return 2
-    with tempfile.TemporaryDirectory(prefix="bench-orthanc-") as tmp:
-        work = Path(tmp)
-        models = args.models or trained_models()
-        fake = models is None
-        if models is None:
-            models = write_fake_models(work / "fake-models")
-        report = run(args.single, args.burst, args.stable_age, models, work, not args.no_tracker)
-    report["fake_models"] = fake
     report["worker_capacity_studies_per_minute"] = round(60000.0 / report["per_image_burst"]["job_ms"], 1)
     print(json.dumps(report, indent=2))
     s, b, p = report["single"], report["burst"], report["per_image_single"]
@@ -245,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{p['plugin_io_ms']:.1f} ms per image ({100 * p['plugin_share_of_inference']:.0f} %); "
         f"preview {p['preview_ms']:.1f} ms; whole job {p['job_ms']:.1f} ms of which "
         f"{p['job_overhead_ms']:.1f} ms outside the pipeline"
-        + (" (FAKE models: inference time meaningless)" if fake else "")
+        + (" (FAKE models: inference time meaningless)" if report["fake_models"] else "")
     )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

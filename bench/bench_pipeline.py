@@ -46,20 +46,20 @@ def make_source(matrix: int, seed: int) -> bytes:
 
 
 def raw_ms(segmenter: Segmenter, repeat: int) -> dict[str, float]:
+    """Median time of one bare network run of each stage of each model (``raw_<label>[_<n>]_ms``)."""
     out = {}
-    models = [segmenter.gland, segmenter.nodule]
-    if segmenter.gland_refine is not None:
-        models.append(segmenter.gland_refine)
-    for model in models:
-        x = np.random.default_rng(0).random((1, model.card.size, model.card.size), np.float32)
-        model.run(x)  # warm-up
-        times = []
-        for _ in range(repeat):
-            t = time.perf_counter()
-            model.run(x)
-            times.append((time.perf_counter() - t) * 1e3)
-        key = "gland_refine" if model is segmenter.gland_refine else model.card.task
-        out[f"raw_{key}_ms"] = statistics.median(times)
+    for loaded in segmenter.models:
+        for n, model in enumerate(loaded.stages):
+            size = model.stage.size
+            x = np.random.default_rng(0).random((1, size, size), np.float32)
+            model.run(x)  # warm-up
+            times = []
+            for _ in range(repeat):
+                t = time.perf_counter()
+                model.run(x)
+                times.append((time.perf_counter() - t) * 1e3)
+            key = loaded.card.labels[0].key + ("" if n == 0 else "_refine" if n == 1 else f"_{n}")
+            out[f"raw_{key}_ms"] = statistics.median(times)
     return out
 
 
@@ -72,10 +72,11 @@ def main() -> None:
     ap.add_argument("--json", help="also write the figures to this JSON file")
     args = ap.parse_args()
 
-    segmenter = Segmenter.from_models_dir(Path(args.models), providers=args.providers.split(","))
-    pipeline = Pipeline(segmenter)
+    pipeline = Pipeline.from_models_dir(Path(args.models), providers=args.providers.split(","))
     sources = [make_source(args.matrix, 7000 + i) for i in range(args.repeat)]
-    pipeline.process(pydicom.dcmread(io.BytesIO(sources[0])))  # warm-up
+    first = pydicom.dcmread(io.BytesIO(sources[0]))
+    segmenter = pipeline.segmenter(pipeline.plan(first))
+    pipeline.process(first)  # warm-up
 
     rows: list[dict[str, float]] = []
     for blob in sources:
@@ -93,14 +94,14 @@ def main() -> None:
         rows.append(row)
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
     med.update(raw_ms(segmenter, args.repeat))
-    raw_total = med["raw_gland_ms"] + med["raw_nodule_ms"] + med.get("raw_gland_refine_ms", 0.0)
+    raw_total = sum(v for k, v in med.items() if k.startswith("raw_"))
     med["pipeline_over_raw"] = med["total_ms"] / raw_total
     print(f"matrix {args.matrix}x{args.matrix}, {args.repeat} images, providers {segmenter.providers}")
     print(f"models: {', '.join(segmenter.model_idents)}")
     print("median per image:")
     for k in (
         "decode_ms", "preprocess_ms", "gland_inference_ms", "nodule_inference_ms",
-        "postprocess_ms", "measure_ms", "seg_encode_ms", "total_ms", "raw_gland_ms", "raw_gland_refine_ms",
+        "postprocess_ms", "measure_ms", "flags_ms", "seg_encode_ms", "total_ms", "raw_gland_ms", "raw_gland_refine_ms",
         "raw_nodule_ms",
     ):
         if k not in med:

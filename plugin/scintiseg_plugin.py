@@ -210,6 +210,7 @@ if FEATURES["RegisterRestCallback"]:
     orthanc.RegisterRestCallback("/scintiseg/status", rest_status)
     for route in rest.ORTHANC_ROUTES:
         orthanc.RegisterRestCallback(route, rest_api)
+    orthanc.RegisterRestCallback(rest.FALLBACK_ROUTE, rest_api)
     orthanc.RegisterRestCallback("/ohif", ohif_root)
     orthanc.RegisterRestCallback("/ohif/(.*)", ohif_site)
 if hasattr(orthanc, "ExtendOrthancExplorer"):

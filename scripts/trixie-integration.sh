@@ -9,10 +9,12 @@
 #   2. /opt/scintiseg-venv in it, made from the chroot's own python3 (the interpreter its
 #      Python plugin embeds): pyproject.toml's dependencies, its dev extra and its training
 #      extra less torch (no test here needs torch), the versions of constraints.txt, and the
-#      runtime wheels test_wheel.py installs from; kept while those two files are the same
+#      runtime wheels test_wheel.py installs from; kept while those two files and this script are the same
 #   3. the repository bind-mounted read-only at /src, in mount and PID namespaces of the run's
 #      own (nothing stays mounted, no Orthanc outlives it), and `pytest tests/integration` run
-#      there with the chroot's Orthanc, plugins and storescu
+#      there with the chroot's Orthanc, plugins and storescu, less the tests marked `training`
+#      (they train a network with PyTorch, which this venv leaves out; they run on the host's
+#      venv in the rest of `make test`)
 # It fails, never skips: when it cannot build or enter the chroot, when a test is skipped or
 # none ran, or when Orthanc reports another version than 1.12.x with the Python plugin 5.x.
 # Needs root (it asks sudo otherwise), unshare (util-linux), debootstrap (installed if missing),
@@ -120,7 +122,7 @@ in_chroot() {
 
 # -- 2. the venv ----------------------------------------------------------------------------
 t0=$(now)
-venv_key="$(cat "$ROOT/pyproject.toml" "$ROOT/constraints.txt" | sha256sum | cut -d' ' -f1)"
+venv_key="$(cat "$ROOT/pyproject.toml" "$ROOT/constraints.txt" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)"
 if [[ -f "$DIR/venv.stamp" && "$(cat "$DIR/venv.stamp")" == "$venv_key" && -x "$ROOTFS$VENV/bin/python" ]]; then
   say "reusing $VENV"
   venv_how=cached
@@ -137,6 +139,9 @@ else
     # the project's packages from the mounted tree (an editable install would write into it)
     site=\$($VENV/bin/python -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])')
     printf '%s\n' /src/plugin /src/phantoms /src/training >\"\$site/scintiseg-src.pth\"
+    # and the scintiseg command that pip would write for [project.scripts] of pyproject.toml
+    printf '%s\n' '#!$VENV/bin/python' 'import sys' 'from scintiseg.cli import main' 'sys.exit(main())' >$VENV/bin/scintiseg
+    chmod 755 $VENV/bin/scintiseg
   " || die "could not make $VENV in the chroot (PyPI unreachable, or a pinned version without a wheel for its Python?)"
   echo "$venv_key" >"$DIR/venv.stamp"
   venv_how=fresh
@@ -154,7 +159,7 @@ status=0
 in_chroot SCINTISEG_VENV="$VENV" SCINTISEG_EXPECT_ORTHANC="$EXPECT_ORTHANC" \
   SCINTISEG_EXPECT_PYTHON_PLUGIN="$EXPECT_PYTHON_PLUGIN" \
   bash -c 'cd /src && exec nice -n 10 '"$VENV"'/bin/python -m pytest -p no:cacheprovider -q -rs \
-    --junitxml='"$junit"' --basetemp='"$basetemp"' tests/integration "$@"' pytest "$@" || status=$?
+    --junitxml='"$junit"' --basetemp='"$basetemp"' -m "not training" tests/integration "$@"' pytest "$@" || status=$?
 t_tests=$(( $(now) - t0 ))
 say "times: chroot ${t_root} s ($root_how), venv ${t_venv} s ($venv_how), tests ${t_tests} s"
 (( status == 0 )) || die "the integration tests failed on Debian 13's Orthanc (pytest exit $status; Orthanc logs under $ROOTFS$basetemp)"

@@ -17,7 +17,6 @@ from typing import Any
 import pydicom
 
 from .gateway import Gateway
-from .rest import model_info
 from .service import Service
 
 log = logging.getLogger(__name__)
@@ -53,22 +52,40 @@ class PluginBackend:
             for e in (result.get("images") or {}).values()
             if isinstance(e, dict) and e.get("status") == "done" and e.get("seg_instance_id")
         ]
+        numbered = {str(v["name"]) for v in self.label_info().values() if v.get("numbered")}
         pngs = []
         for entry in sorted(entries, key=lambda e: str(e.get("source_instance_id"))):
             source = pydicom.dcmread(io.BytesIO(self.gateway.instance_file(str(entry["source_instance_id"]))))
             seg = pydicom.dcmread(io.BytesIO(self.gateway.instance_file(str(entry["seg_instance_id"]))))
-            pngs.append(preview_from_seg(source, seg, colormap=self.colormap))
+            flags = [str(f.get("code")) for f in entry.get("flags") or [] if isinstance(f, dict) and f.get("code")]
+            pngs.append(preview_from_seg(source, seg, colormap=self.colormap, numbered=numbered, flags=flags))
         return stack_pngs(pngs) if pngs else None
 
     def list_models(self) -> list[dict[str, Any]]:
-        return [model_info(card) for card in self.service.cards]
+        return self.service.model_entries()
+
+    def reload_models(self) -> list[dict[str, Any]] | None:
+        return self.service.reload_models()
+
+    def agreement(self, name: str, version: str) -> dict[str, Any] | None:
+        return self.service.agreement(name, version)
+
+    def label_info(self) -> dict[str, dict[str, Any]]:
+        registry = self.service.registry
+        if registry is None:
+            return {}
+        return {
+            key: {"name": label.name, "colour": list(label.colour), "numbered": label.numbered}
+            for key, label in registry.current.labels().items()
+        }
 
     def queue_snapshot(self) -> dict[str, Any]:
         return self.service.queue_snapshot()
 
     def enqueue(self, study_id: str, force: bool) -> bool:
-        # an explicit request also retries the images whose last run failed; it is
-        # recorded durably before it is acknowledged
+        # an explicit request also retries the images whose last run failed, and those
+        # made by a model version that is no longer the active one; it is recorded
+        # durably before it is acknowledged
         return self.service.request(study_id, retry_failed=True, force=force)
 
     def health(self) -> dict[str, Any]:

@@ -95,8 +95,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"scintiseg segment: {exc}", file=sys.stderr)
         return 2
-    from .inference import DEFAULT_PROVIDERS, InferenceError, Segmenter
-    from .modelcard import ModelCardError
+    from .inference import DEFAULT_PROVIDERS
     from .pipeline import OutputOptions, Pipeline
 
     files = list(iter_inputs(args.inputs))
@@ -106,13 +105,16 @@ def cmd_segment(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     providers = args.providers.split(",") if args.providers else list(DEFAULT_PROVIDERS)
-    try:
-        segmenter = Segmenter.from_models_dir(models_dir, providers=providers)
-    except (ModelCardError, InferenceError) as exc:
-        print(f"scintiseg: cannot load the models: {exc}", file=sys.stderr)
+    pipeline = Pipeline.from_models_dir(
+        models_dir, providers=providers, options=OutputOptions(series_number=args.series_number)
+    )
+    for entry in pipeline.model_set.entries:
+        if entry.stage == "refused":
+            print(f"scintiseg: model folder {entry.folder} refused: {entry.error}", file=sys.stderr)
+    if not pipeline.models:
+        print(f"scintiseg: cannot load the models: no usable model in {models_dir}", file=sys.stderr)
         return 2
-    pipeline = Pipeline(segmenter, OutputOptions(series_number=args.series_number))
-    models, used = ", ".join(segmenter.model_idents), ", ".join(segmenter.providers)
+    models, used = ", ".join(pipeline.models), ", ".join(pipeline.model_set.providers)
     print(f"models: {models}; providers: {used}")
     failed = 0
     done = 0
@@ -129,7 +131,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
                     f"SOP class {getattr(ds, 'SOPClassUID', '?')})"
                 )
             result = pipeline.process(ds)
-        except (SkippedImageError, UnreadableImageError) as exc:
+        except (SkippedImageError, UnreadableImageError) as exc:  # NoModelApplies is a SkippedImageError
             failed += 1
             print(f"SKIP {path}: {exc}", file=sys.stderr)
         except Exception as exc:  # one error boundary per input: report and go on
@@ -148,13 +150,22 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 
 def summary_line(path: Path, frames: list[dict], total_ms: float, target: Path) -> str:
-    """``path: gland 1234.5 mm², 2 nodules, 45 ms -> SEG file`` (per frame when several)."""
+    """``path: gland 1234.5 mm², nodule 2, 45 ms -> SEG file`` (per frame when several).
+
+    Each label says its area (or pixels), or its count when it counts components.
+    """
     parts = []
     for f in frames:
-        area = f["gland_area_mm2"]
-        gland = f"gland {area:.1f} mm²" if area is not None else f"gland {f['gland_pixels']} px"
+        items = []
+        for key, figures in (f.get("labels") or {}).items():
+            if "count" in figures:
+                items.append(f"{key} {figures['count']}")
+            elif figures.get("area_mm2") is not None:
+                items.append(f"{key} {figures['area_mm2']:.1f} mm²")
+            else:
+                items.append(f"{key} {figures.get('pixels', 0)} px")
         prefix = f"frame {f['frame']}: " if len(frames) > 1 else ""
-        parts.append(f"{prefix}{gland}, {f['nodule_count']} nodule(s)")
+        parts.append(prefix + ", ".join(items))
     return f"{path}: {'; '.join(parts)}, {total_ms:.0f} ms -> {target.name}"
 
 

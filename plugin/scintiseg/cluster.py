@@ -358,7 +358,8 @@ class ClusterWorker:
         result: object = None
         try:
             result = self.handler(sid, lambda: self._stop.is_set() or sid in self._lost,
-                                  JobOptions(retry_failed=claim.retry_failed, force=claim.force))
+                                  JobOptions(retry_failed=claim.retry_failed, force=claim.force,
+                                             upgrade=claim.upgrade))
         except Exception:  # the handler has its own boundary; this one keeps the thread alive
             log.exception("study %s: unexpected error escaped the job", sid)
         finally:

@@ -54,6 +54,9 @@ DEFAULTS: dict[str, Any] = {
     "RecoveryScanMaxStudies": 100000,
     "RecoveryScanPageSize": 200,
     "StopTimeoutSeconds": 30,
+    "ModelsPollSeconds": 2,
+    "ReprocessOnUpgrade": False,
+    "DeleteSupersededSeg": False,
     "LogLevel": "INFO",
     "Anonymization": dict(ANONYMIZATION_DEFAULTS),
     "WorkState": "auto",
@@ -147,6 +150,12 @@ class Config:
     cluster_lease_s: float = 30.0
     #: this node's name in the cluster (``host:HttpPort`` by default)
     cluster_node: str = ""
+    #: how often the registry looks for model folders added, changed or removed (seconds)
+    models_poll_s: float = 2.0
+    #: segment again, without being asked, the images made by a superseded model version
+    reprocess_on_upgrade: bool = False
+    #: delete an image's SEG (and preview) of a superseded version once the new one is stored
+    delete_superseded_seg: bool = False
 
 
 def strip_json_comments(text: str) -> str:
@@ -374,6 +383,9 @@ def parse_section(
         work_metadata=work_metadata,
         retry_limit=_int(section, "RetryLimit", 0, 100),
         retry_backoff_s=float(backoff),
+        models_poll_s=float(_int(section, "ModelsPollSeconds", 1, 3600)),
+        reprocess_on_upgrade=_bool(section, "ReprocessOnUpgrade"),
+        delete_superseded_seg=_bool(section, "DeleteSupersededSeg"),
     )
 
 

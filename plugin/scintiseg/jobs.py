@@ -3,13 +3,20 @@
 :meth:`StudyJobs.run` is called by a worker thread with an Orthanc study id
 when the study became stable (or was found unfinished at start-up). It
 
-1. reads the study's recorded result and lists its series from the index only
-   (no file is read): a study without an accepted modality, series
-   description or SOP class is *skipped* with a reason and no model run;
-2. segments each accepted instance that has no entry yet in a result made by
-   the same model versions (a model upgrade starts afresh), storing one SEG
-   per instance in the same study and recording progress after each image;
-3. records the study result (JSON, see :func:`summary`).
+1. takes one snapshot of the models (:class:`scintiseg.registry.ModelSet`, through
+   the pipeline it is given): the whole job runs on it, even if the registry
+   reloads meanwhile;
+2. reads the study's recorded result and lists its series from the index only
+   (no file is read): a study without an accepted modality, series description
+   or SOP class, or whose series no model applies to, is *skipped* with a reason
+   and no model run;
+3. segments each accepted instance that has no entry yet (or, on request or with
+   ``ReprocessOnUpgrade``, whose entry was made by a model version that is no
+   longer the active one: the new SEG series is added, the old SEG deleted when
+   ``DeleteSupersededSeg`` says so), storing one SEG per instance in the same
+   study and recording progress after each image; each image entry records the
+   models that made it;
+4. records the study result (JSON, see :func:`summary`).
 
 Nothing is done twice: our SEGs are not accepted instances, so the study
 turning stable again after they arrive finds nothing to do and writes
@@ -53,10 +60,12 @@ from . import __version__
 from .config import Selection
 from .gateway import Gateway, InstanceInfo, NotFoundError, SeriesInfo
 from .nm import SkippedImageError, UnreadableImageError
+from .pipeline import ModelUnavailable
 
 log = logging.getLogger(__name__)
 
-RESULT_SCHEMA = 1
+#: 2: frames keyed by label (``{"frame", "labels": {key: {...}}}``), models per image
+RESULT_SCHEMA = 2
 PENDING, PROCESSING, DONE, FAILED, SKIPPED = "pending", "processing", "done", "failed", "skipped"
 STATUSES = (PENDING, PROCESSING, DONE, FAILED, SKIPPED)
 #: Results in these states mean work is left: the start-up scan queues their studies again.
@@ -86,9 +95,28 @@ class SegResult(Protocol):
 
 
 class Processor(Protocol):
-    """The segmentation pipeline (:class:`scintiseg.pipeline.Pipeline`)."""
+    """The segmentation pipeline on one snapshot of the models (:class:`scintiseg.pipeline.Pipeline`)."""
 
-    def process(self, source: pydicom.Dataset) -> SegResult: ...
+    @property
+    def models(self) -> list[str]:
+        """The active models' identities."""
+        ...
+
+    def applies_to_series(self, modality: str, description: str) -> bool:
+        """Whether some model may apply to a series (index data only)."""
+        ...
+
+    def outdated(self, idents: Sequence[str]) -> list[str]:
+        """Those of ``idents`` whose model name now serves another version."""
+        ...
+
+    def unavailable(self, modality: str, description: str) -> list[tuple[str, str]]:
+        """(identity, error) of served models broken in place that would apply to a series."""
+        ...
+
+    def process(self, source: pydicom.Dataset) -> SegResult:
+        """Segment one image; :class:`scintiseg.pipeline.NoModelApplies` if no model applies."""
+        ...
 
     def preview(self, source: pydicom.Dataset, result: Any) -> pydicom.Dataset:
         """The result's preview picture as a Secondary Capture of the source's study."""
@@ -114,17 +142,32 @@ def radiopharmaceutical_text(ds: pydicom.Dataset) -> str:
     return " | ".join(parts)
 
 
-def needs_work(result: dict[str, Any] | None, last_update: str, models: Sequence[str]) -> bool:
+def needs_work(
+    result: dict[str, Any] | None,
+    last_update: str,
+    outdated: Callable[[Sequence[str]], Sequence[str]] | None = None,
+) -> bool:
     """Whether the start-up scan must queue a study with this recorded result.
 
-    True when there is no result, when it is unfinished, when other model
-    versions made it, or when instances arrived since it was recorded.
+    True when there is no result, when it is unfinished, or when instances
+    arrived since it was recorded. Models added or upgraded since do not count
+    (a new model never requeues the database), unless ``outdated`` is given
+    (``ReprocessOnUpgrade``): then a study made by a version that is no longer
+    the active one of its name is queued too.
     """
     if result is None:
         return True
-    if result.get("status") in UNFINISHED or result.get("models") != list(models):
+    if result.get("status") in UNFINISHED:
+        return True
+    if outdated is not None and outdated([str(m) for m in result.get("models") or []]):
         return True
     return bool(last_update) and result.get("study_last_update") != last_update
+
+
+def entry_models(entry: dict[str, Any], result_models: Sequence[str]) -> list[str]:
+    """The models that made an image entry (results of schema 1 recorded them per study only)."""
+    models = entry.get("models")
+    return [str(m) for m in models] if isinstance(models, list) else [str(m) for m in result_models]
 
 
 def study_status(images: dict[str, dict[str, Any]]) -> tuple[str, str]:
@@ -149,33 +192,34 @@ def _ms(t0: float) -> float:
 
 
 class StudyJobs:
-    """Runs study jobs against a :class:`~scintiseg.gateway.Gateway` with one pipeline.
+    """Runs study jobs against a :class:`~scintiseg.gateway.Gateway`.
 
-    ``models`` are the model identities (``name@version``) recorded with each
-    result; ``providers`` the onnxruntime execution providers in use.
-    Thread-safe as long as one study is never run by two threads at once
-    (:class:`scintiseg.worker.Worker` guarantees that).
+    ``pipelines`` gives the pipeline of the current models snapshot; each job
+    calls it once and keeps what it got. ``providers`` are the onnxruntime
+    execution providers in use. Thread-safe as long as one study is never run
+    by two threads at once (:class:`scintiseg.worker.Worker` guarantees that).
     """
 
     def __init__(
         self,
         gateway: Gateway,
-        pipeline: Processor,
+        pipelines: Callable[[], Processor],
         selection: Selection,
-        models: Sequence[str],
         providers: Sequence[str] = (),
         store_preview: bool = False,
-        cards: Sequence[Any] = (),
+        reprocess_on_upgrade: bool = False,
+        delete_superseded_seg: bool = False,
     ) -> None:
         self.gateway = gateway
-        self.pipeline = pipeline
+        self.pipelines = pipelines
         self.selection = selection
-        self.models = list(models)
         self.providers = list(providers)
         #: store each image's preview picture as a Secondary Capture after its SEG
         self.store_preview = store_preview
-        #: the loaded models' cards (:class:`scintiseg.modelcard.ModelCard`), for the REST API
-        self.cards = list(cards)
+        #: segment again, without being asked, the images made by a superseded model version
+        self.reprocess_on_upgrade = reprocess_on_upgrade
+        #: delete an image's previous SEG (and preview) once the new version's is stored
+        self.delete_superseded_seg = delete_superseded_seg
         #: told the id of every instance the jobs store (SEG, preview), e.g. to ignore its arrival
         self.on_stored: Callable[[str], object] | None = None
         #: called before the first image of a job (e.g. the model files check); raising fails the job
@@ -184,6 +228,11 @@ class StudyJobs:
         self.pipeline_runs = 0
         self._count_lock = threading.Lock()
 
+    @property
+    def models(self) -> list[str]:
+        """The active models' identities now."""
+        return self.pipelines().models
+
     # -- the error boundary ---------------------------------------------------------------
     def run(
         self,
@@ -191,21 +240,27 @@ class StudyJobs:
         should_stop: StopFlag = lambda: False,
         retry_failed: bool = False,
         force: bool = False,
+        upgrade: bool = False,
     ) -> dict[str, Any] | None:
         """Process one study; never raises. Returns the recorded result (``None`` if none).
 
         ``retry_failed`` segments again the images whose last run failed, ``force``
-        every image (the SEG UIDs being deterministic, Orthanc keeps the stored copies).
+        every image (the SEG UIDs being deterministic, Orthanc keeps the stored copies),
+        ``upgrade`` (or ``ReprocessOnUpgrade``) the images made by a superseded version.
         """
         state = _JobState(study_id)
         try:
-            return self._run(state, should_stop, retry_failed, force)
+            return self._run(state, should_stop, retry_failed, force, upgrade or self.reprocess_on_upgrade)
         except Interrupted:
             log.warning("study %s: interrupted, left pending", study_id)
             return self._record_quietly(state, PENDING, "interrupted by Orthanc stopping; resumes at the next start")
         except NotFoundError as exc:
             log.warning("study %s: no longer in Orthanc, nothing recorded (%s)", study_id, exc)
             return None
+        except ModelUnavailable as exc:
+            log.warning("study %s: %s", study_id, exc)
+            state.transient = True
+            return self._record_quietly(state, FAILED, str(exc))
         except Exception as exc:  # the job's error boundary: log, record, keep Orthanc serving
             if should_stop():
                 log.warning("study %s: %s while Orthanc is stopping; left pending", study_id, exc)
@@ -224,17 +279,24 @@ class StudyJobs:
             return None
 
     # -- the job ---------------------------------------------------------------------------
-    def _run(self, state: _JobState, should_stop: StopFlag, retry_failed: bool, force: bool) -> dict[str, Any] | None:
+    def _run(
+        self, state: _JobState, should_stop: StopFlag, retry_failed: bool, force: bool, upgrade: bool
+    ) -> dict[str, Any] | None:
         t0 = time.perf_counter()
+        pipeline = self.pipelines()  # this job's models, whatever the registry does meanwhile
         sid = state.study_id
         meta = self.gateway.study_metadata(sid)
         state.previous = meta.result
-        same_models = meta.result is not None and meta.result.get("models") == self.models
-        if same_models and meta.result is not None:
-            state.images = dict(meta.result.get("images") or {})
+        if meta.result is not None:
+            before = [str(m) for m in meta.result.get("models") or []]
+            state.images = {
+                k: {**v, "models": entry_models(v, before)} if v.get("status") == DONE else dict(v)
+                for k, v in (meta.result.get("images") or {}).items()
+                if isinstance(v, dict)
+            }
 
         series = self.gateway.study_series(sid)
-        chosen, why_not = self._choose_series(series)
+        chosen, why_not = self._choose_series(series, pipeline)
         if not chosen:
             state.images = {}
             state.last_update = meta.last_update
@@ -255,12 +317,16 @@ class StudyJobs:
         # forget entries of instances deleted since; keep the rest
         uids = {i.sop_instance_uid for i in accepted}
         state.images = {k: v for k, v in state.images.items() if k in uids}
+        def outdated(entry: dict[str, Any]) -> bool:
+            return entry.get("status") == DONE and bool(pipeline.outdated(entry.get("models") or []))
+
         todo = [
             i
             for i in accepted
             if force
             or i.sop_instance_uid not in state.images
             or (retry_failed and state.images[i.sop_instance_uid].get("status") == FAILED)
+            or (upgrade and outdated(state.images[i.sop_instance_uid]))
         ]
         state.timings["list_ms"] = _ms(t0)
         if not todo:
@@ -275,7 +341,7 @@ class StudyJobs:
         for n, inst in enumerate(todo):
             if should_stop():
                 raise Interrupted
-            entry = self._image(sid, inst, should_stop)
+            entry = self._image(sid, inst, should_stop, pipeline, state.images.get(inst.sop_instance_uid))
             if entry is not None:
                 state.images[inst.sop_instance_uid] = entry
             if n + 1 < len(todo):
@@ -290,7 +356,20 @@ class StudyJobs:
         log.info("study %s: %s (%s) in %.0f ms", sid, status, reason, state.timings["job_ms"])
         return result
 
-    def _choose_series(self, series: list[SeriesInfo]) -> tuple[list[SeriesInfo], str]:
+    def _choose_series(self, series: list[SeriesInfo], pipeline: Processor) -> tuple[list[SeriesInfo], str]:
+        chosen, why_not = self._select_series(series)
+        if not chosen:
+            return chosen, why_not
+        applying = [s for s in chosen if pipeline.applies_to_series(s.modality, s.description)]
+        broken = [b for s in chosen for b in pipeline.unavailable(s.modality, s.description)]
+        if broken and not applying:  # the models it needs broke in place: fail (retried), never skip
+            raise ModelUnavailable.of(broken)
+        if not applying:
+            found = sorted({f"{s.modality} {s.description!r}" for s in chosen})
+            return [], f"no active model applies to the series ({', '.join(found)})"
+        return applying, ""
+
+    def _select_series(self, series: list[SeriesInfo]) -> tuple[list[SeriesInfo], str]:
         sel = self.selection
         mods = "/".join(sel.modalities)
         chosen = [s for s in series if s.modality in sel.modalities]
@@ -309,7 +388,14 @@ class StudyJobs:
             chosen = matching
         return chosen, ""
 
-    def _image(self, study_id: str, inst: InstanceInfo, should_stop: StopFlag) -> dict[str, Any] | None:
+    def _image(
+        self,
+        study_id: str,
+        inst: InstanceInfo,
+        should_stop: StopFlag,
+        pipeline: Processor,
+        previous: dict[str, Any] | None = None,
+    ) -> dict[str, Any] | None:
         """Segment one instance and store its SEG; the per-image error boundary."""
         base: dict[str, Any] = {"source_instance_id": inst.instance_id, "updated": now_iso()}
         timings: dict[str, float] = {}
@@ -334,7 +420,7 @@ class StudyJobs:
                     }
             with self._count_lock:
                 self.pipeline_runs += 1
-            result = self.pipeline.process(ds)
+            result = pipeline.process(ds)
             t = time.perf_counter()
             buf = io.BytesIO()
             pydicom.dcmwrite(buf, result.seg, enforce_file_format=True)
@@ -351,6 +437,9 @@ class StudyJobs:
         except UnreadableImageError as exc:
             log.warning("study %s: instance %s unreadable: %s", study_id, inst.instance_id, exc)
             return {**base, "status": FAILED, "reason": str(exc)}
+        except ModelUnavailable as exc:  # a served model broke in place: retried once it is restored
+            log.warning("study %s: instance %s not segmented: %s", study_id, inst.instance_id, exc)
+            return {**base, "status": FAILED, "transient": True, "reason": str(exc)}
         except NotFoundError:
             log.warning("study %s: instance %s deleted before it was segmented", study_id, inst.instance_id)
             return None
@@ -376,8 +465,10 @@ class StudyJobs:
         entry["seg_instance_id"] = stored.instance_id
         entry["store_status"] = stored.status
         if self.store_preview:
-            entry.update(self._store_preview(study_id, inst, ds, result, timings))
+            entry.update(self._store_preview(study_id, inst, ds, result, timings, pipeline))
         entry["timings_ms"] = {**entry.get("timings_ms", {}), **timings}
+        if previous is not None and self.delete_superseded_seg:
+            self._delete_superseded(study_id, previous, entry)
         log.info(
             "study %s: instance %s segmented -> SEG %s (%s, %.0f ms inference)",
             study_id,
@@ -389,12 +480,18 @@ class StudyJobs:
         return entry
 
     def _store_preview(
-        self, study_id: str, inst: InstanceInfo, ds: pydicom.Dataset, result: SegResult, timings: dict[str, float]
+        self,
+        study_id: str,
+        inst: InstanceInfo,
+        ds: pydicom.Dataset,
+        result: SegResult,
+        timings: dict[str, float],
+        pipeline: Processor,
     ) -> dict[str, Any]:
         """Store the preview Secondary Capture; a failure costs the picture, never the SEG."""
         t = time.perf_counter()
         try:
-            picture = self.pipeline.preview(ds, result)
+            picture = pipeline.preview(ds, result)
             buf = io.BytesIO()
             pydicom.dcmwrite(buf, picture, enforce_file_format=True)
             stored = self.gateway.store_instance(buf.getvalue())
@@ -407,6 +504,19 @@ class StudyJobs:
         finally:
             timings["preview_ms"] = _ms(t)
         return {"preview_instance_id": stored.instance_id}
+
+    def _delete_superseded(self, study_id: str, previous: dict[str, Any], entry: dict[str, Any]) -> None:
+        """Delete the SEG and preview an older model version made of this image (``DeleteSupersededSeg``)."""
+        for key in ("seg_instance_id", "preview_instance_id"):
+            old = previous.get(key)
+            if old and old != entry.get(key):
+                try:
+                    self.gateway.delete_instance(str(old))
+                    log.info("study %s: superseded %s %s deleted", study_id, key.split("_")[0], old)
+                except NotFoundError:
+                    pass
+                except Exception as exc:  # the new SEG is stored: a stale one left behind is no failure
+                    log.warning("study %s: could not delete superseded instance %s: %s", study_id, old, exc)
 
     def _stored(self, instance_id: str) -> None:
         if self.on_stored is not None:
@@ -423,7 +533,8 @@ class StudyJobs:
             prev is not None
             and prev.get("status") == status
             and prev.get("reason") == reason
-            and prev.get("models") == self.models
+            and prev.get("models") == used_models(state.images)
+            and prev.get("schema") == RESULT_SCHEMA
             and prev.get("images", {}) == state.images
             and prev.get("study_last_update") == state.last_update
         ):
@@ -434,7 +545,7 @@ class StudyJobs:
         return result
 
     def _write(self, state: _JobState, status: str, reason: str) -> dict[str, Any]:
-        result = summary(state, status, reason, self.models, self.providers)
+        result = summary(state, status, reason, used_models(state.images), self.providers)
         t = time.perf_counter()
         self.gateway.write_result(state.study_id, result)
         # Orthanc I/O of the recording itself (the writes before this one: a result
@@ -457,14 +568,24 @@ class _JobState:
         self.transient = False
 
 
+def used_models(images: dict[str, dict[str, Any]]) -> list[str]:
+    """The models that made the study's SEGs (sorted identities)."""
+    return sorted({str(m) for e in images.values() if e.get("status") == DONE for m in e.get("models") or []})
+
+
 def inference_ms(timings: dict[str, float]) -> float:
-    return float(timings.get("gland_inference_ms", 0.0)) + float(timings.get("nodule_inference_ms", 0.0))
+    """Network time of every model (``<label>_inference_ms`` keys)."""
+    return sum(float(v) for k, v in timings.items() if k.endswith("_inference_ms"))
 
 
 def summary(
     state: _JobState, status: str, reason: str, models: Sequence[str], providers: Sequence[str]
 ) -> dict[str, Any]:
-    """The JSON recorded on the study (no pixel data, no patient identity)."""
+    """The JSON recorded on the study (no pixel data, no patient identity).
+
+    ``models`` are the versions that made the study's SEGs (each image entry
+    records its own).
+    """
     seg_ids = sorted(
         e["seg_instance_id"] for e in state.images.values() if e.get("status") == DONE and "seg_instance_id" in e
     )

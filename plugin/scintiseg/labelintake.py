@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pydicom
 from pydicom import Dataset
 
@@ -41,6 +42,7 @@ from .agreement import compare
 from .gateway import Gateway, InstanceInfo, NotFoundError
 from .labels import REFUSALS, ImageLabels, LabelRefused, label_kind, provenance, read_label_object
 from .preview import masks_from_seg
+from .seg.content import LABELS
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,17 @@ def now_iso() -> str:
     """UTC time to the second, e.g. ``2026-01-02T03:04:05Z``."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
+
+
+def ai_masks(seg: Dataset, header: Dataset) -> dict[str, np.ndarray]:
+    """The gland and nodule masks of ScintiSeg's SEG, by the shipped labels' segment names.
+
+    The physician labels map to those two model labels (:mod:`scintiseg.labels`); a SEG
+    segment of another label is not compared.
+    """
+    layers = {layer.name: layer.mask for layer in masks_from_seg(seg, header)}
+    shape = (int(header.get("NumberOfFrames") or 1), int(header.Rows), int(header.Columns))
+    return {key: layers.get(LABELS[key]["name"], np.zeros(shape, dtype=bool)) for key in ("gland", "nodule")}
 
 def _read(data: bytes, header_only: bool = False) -> Dataset:
     return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=header_only)
@@ -213,8 +226,7 @@ class LabelIntake:
             return None
         result, ai_image = ai
         seg = _read(self.gateway.instance_file(str(ai_image["seg_instance_id"])))
-        gland, nodules = masks_from_seg(seg, header)
-        figures = compare(image.model_masks(), {"gland": gland, "nodule": nodules})
+        figures = compare(image.model_masks(), ai_masks(seg, header))
         return {"models": list(result.get("models") or []), "ai_seg_instance_id": ai_image["seg_instance_id"],
                 **figures}
 

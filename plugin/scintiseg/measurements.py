@@ -5,10 +5,17 @@ patient's right (left of the image) to the patient's left. The midline
 between the lobes is the column of least gland width between the two lobes'
 centres (the isthmus), or the gland's centre of mass when nothing narrows.
 Poles are thirds of a lobe's height: upper, middle, lower.
+
+What is measured is data: each model card lists its measurements by kind, from
+the table :data:`KINDS` (``region``: pixels, area, counts; ``lobes``: the right
+and left lobe shares of a gland; ``lesions``: one entry per connected component,
+with its lobe and pole in the ``within`` label and its count ratio to the ring
+of that label around it). A frame's figures are keyed by label.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -41,26 +48,38 @@ def midline_column(gland: np.ndarray) -> float:
     return float(a + int(np.argmin(inner)) + 0.5)
 
 
-def measure_frame(
-    counts: np.ndarray, gland: np.ndarray, nodules: np.ndarray, pixel_spacing_mm: float | None
-) -> dict[str, Any]:
-    """Gland area and counts, lobe shares, and one entry per cold nodule."""
-    gland = gland.astype(bool)
-    nodules = nodules.astype(bool)
-    counts = np.asarray(counts, dtype=np.float64)
-    mid = midline_column(gland)
-    cols = np.arange(gland.shape[1])[None, :] + 0.5
-    right = gland & (cols < mid)  # patient's right lobe: image left
-    left = gland & (cols >= mid)
-    total = float(counts[gland].sum())
-    out: dict[str, Any] = {
-        "gland_pixels": int(gland.sum()),
-        "gland_area_mm2": _area_mm2(int(gland.sum()), pixel_spacing_mm),
-        "gland_counts": round(total, 1),
+def _region(counts: np.ndarray, mask: np.ndarray, masks: Mapping[str, np.ndarray],
+            spacing: float | None, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Area and total counts of a label."""
+    pixels = int(mask.sum())
+    return {"pixels": pixels, "area_mm2": _area_mm2(pixels, spacing), "counts": round(float(counts[mask].sum()), 1)}
+
+
+def _lobes(counts: np.ndarray, mask: np.ndarray, masks: Mapping[str, np.ndarray],
+           spacing: float | None, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Share of the counts in the patient's right and left lobes of a gland label."""
+    mid = midline_column(mask)
+    cols = np.arange(mask.shape[1])[None, :] + 0.5
+    total = float(counts[mask].sum())
+    right = mask & (cols < mid)  # patient's right lobe: image left
+    left = mask & (cols >= mid)
+    return {
         "right_lobe_share_pct": round(100.0 * counts[right].sum() / total, 1) if total > 0 else None,
         "left_lobe_share_pct": round(100.0 * counts[left].sum() / total, 1) if total > 0 else None,
     }
-    labels, n = ndimage.label(nodules, structure=np.ones((3, 3), dtype=bool))
+
+
+def _lesions(counts: np.ndarray, mask: np.ndarray, masks: Mapping[str, np.ndarray],
+             spacing: float | None, params: Mapping[str, Any]) -> dict[str, Any]:
+    """One entry per connected component, placed in the lobes of the ``within`` label."""
+    within = params.get("within")
+    gland = masks.get(str(within)) if within else None
+    gland = np.zeros_like(mask) if gland is None else gland.astype(bool)
+    mid = midline_column(gland)
+    cols = np.arange(gland.shape[1])[None, :] + 0.5
+    right = gland & (cols < mid)
+    left = gland & (cols >= mid)
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
     ring_struct = np.ones((3, 3), dtype=bool)
     items = []
     rows_n, cols_n = gland.shape
@@ -80,19 +99,45 @@ def measure_frame(
             pole = "upper" if frac < 1 / 3 else ("middle" if frac < 2 / 3 else "lower")
         else:
             pole = "middle"
-        ring = ndimage.binary_dilation(comp, ring_struct, iterations=RING_PX) & gland[box] & ~nodules[box]
+        ring = ndimage.binary_dilation(comp, ring_struct, iterations=RING_PX) & gland[box] & ~mask[box]
         inside = float(counts[box][comp].mean())
         around = float(counts[box][ring].mean()) if ring.any() else 0.0
         items.append(
             {
                 "pixels": int(comp.sum()),
-                "area_mm2": _area_mm2(int(comp.sum()), pixel_spacing_mm),
+                "area_mm2": _area_mm2(int(comp.sum()), spacing),
                 "lobe": lobe,
                 "pole": pole,
                 "count_ratio": round(inside / around, 3) if around > 0 else None,
                 "centre_px": [round(float(r), 1), round(float(c), 1)],
             }
         )
-    out["nodule_count"] = n
-    out["nodules"] = items
-    return out
+    return {"count": n, "components": items}
+
+
+MeasureFn = Callable[
+    [np.ndarray, np.ndarray, Mapping[str, np.ndarray], "float | None", Mapping[str, Any]], dict[str, Any]
+]
+
+#: The measurements a model card may name (``"measurements": [{"kind": ..., "label": ...}]``).
+KINDS: dict[str, MeasureFn] = {"region": _region, "lobes": _lobes, "lesions": _lesions}
+
+
+def measure_frame(
+    counts: np.ndarray,
+    masks: Mapping[str, np.ndarray],
+    measurements: Sequence[Any],
+    pixel_spacing_mm: float | None,
+) -> dict[str, Any]:
+    """``{"labels": {key: {...}}}``: each label's figures, as the models' cards ask.
+
+    ``measurements`` are :class:`scintiseg.modelcard.Measurement` (``kind``, ``label``,
+    ``params``); every label of ``masks`` gets an entry, empty if nothing measures it.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    bools = {k: np.asarray(m, dtype=bool) for k, m in masks.items()}
+    out: dict[str, dict[str, Any]] = {k: {} for k in bools}
+    for m in measurements:
+        if m.label in bools:
+            out[m.label].update(KINDS[m.kind](counts, bools[m.label], bools, pixel_spacing_mm, m.params))
+    return {"labels": out}

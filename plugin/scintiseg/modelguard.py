@@ -1,35 +1,28 @@
-"""The model files on disk must stay the ones loaded, and inside the models folder.
+"""Model files must lie inside the models folder.
 
-The models are loaded once, at start-up, and every SEG names their versions.
-If a ``model.onnx`` or ``card.json`` is then removed, truncated or replaced
-(a half-copied upgrade, a full disk, a mistaken ``rm``), the process would
-go on writing SEGs that name files which no longer exist as they were: an
-audit trail that lies. :class:`ModelFiles` takes a snapshot (size, mtime,
-sha256) of every file of the models folder at load time, and
-:meth:`ModelFiles.check` runs before each job that has images to segment:
-a removed or changed file fails the job with a readable reason (retried with
-back-off, so a restored file lets the study through; a real upgrade needs a
-restart, as documented). A file whose size and mtime are unchanged is not
-hashed again, so the check costs a few ``stat`` calls.
+Models are loaded from the configured models folder only. :func:`confined_folder`
+refuses a model folder whose card names an ONNX file (or holds a file reached
+through a symbolic link) that resolves outside the models folder: an absolute or
+``..`` path in a card, a link leading out. The registry (:mod:`scintiseg.registry`)
+runs it on each folder before loading it, and refuses the folder with the reason.
 
-:func:`confined_model_files` refuses, at load, a card whose ONNX path (or a
-file of the folder, through a symbolic link) resolves outside the configured
-models folder: models are loaded from that folder only.
+What a running process does when files change is the registry's job: a folder
+added, changed or removed is noticed (polling, and before each job's snapshot is
+taken), a changed file whose sha256 no longer matches its card gets the folder
+refused, and a job runs on the sessions it started with, loaded from files whose
+sha256 matched the card, so every SEG names the model that made it.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-
-from .modelcard import sha256_file as _sha256
 
 CARD_FILE = "card.json"
 
 
 class ModelFilesError(RuntimeError):
-    """A model file is outside the models folder, removed or changed since start-up."""
+    """A model file resolves outside the models folder."""
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -40,69 +33,38 @@ def _inside(path: Path, root: Path) -> bool:
     return True
 
 
-def confined_model_files(models_dir: Path) -> list[Path]:
-    """Every file of the models' folders (cards and the ONNX files they name).
+def _named_onnx(raw: object) -> list[str]:
+    """The ONNX file names a card (schema 2 stages, or the first format's ``onnx``/``refine``) gives."""
+    if not isinstance(raw, dict):
+        return []
+    sections = [raw, raw.get("refine"), *(raw.get("stages") or [])]
+    return [s["onnx"] for s in sections if isinstance(s, dict) and isinstance(s.get("onnx"), str)]
 
-    Raises :class:`ModelFilesError` when one resolves outside ``models_dir``
-    (an absolute or ``..`` path in a card, a symbolic link leading out).
+
+def confined_folder(folder: Path, models_dir: Path) -> list[Path]:
+    """The card and ONNX files of one model folder, all inside ``models_dir``.
+
+    Raises :class:`ModelFilesError` when one resolves outside it.
     """
     root = Path(models_dir).resolve()
+    card = folder / CARD_FILE
+    if not card.is_file():
+        return []
+    try:
+        raw = json.loads(card.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raw = {}  # the card loader reports it properly
+    named = [card, *(folder / name for name in _named_onnx(raw))]
+    named += [p for p in sorted(folder.iterdir()) if p.is_symlink()]
+    for path in named:
+        if not _inside(path, root):
+            raise ModelFilesError(f"{path} resolves to {path.resolve()}, outside the models folder {root}: refused")
+    return [p for p in dict.fromkeys(named) if p.exists()]
+
+
+def confined_model_files(models_dir: Path) -> list[Path]:
+    """Every card and ONNX file of the models' folders (:func:`confined_folder` on each)."""
     files: list[Path] = []
     for folder in sorted(p for p in Path(models_dir).iterdir() if p.is_dir()):
-        card = folder / CARD_FILE
-        if not card.is_file():
-            continue
-        named = [card]
-        try:
-            raw = json.loads(card.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            raw = {}  # the card loader reports it properly
-        if isinstance(raw, dict):
-            for stage in (raw, raw.get("refine")):
-                if isinstance(stage, dict) and isinstance(stage.get("onnx"), str):
-                    named.append(folder / stage["onnx"])
-        for path in named:
-            if not _inside(path, root):
-                raise ModelFilesError(
-                    f"{path} resolves to {path.resolve()}, outside the models folder {root}: refused"
-                )
-        files.extend(p for p in named if p.exists())
+        files.extend(confined_folder(folder, models_dir))
     return files
-
-
-class ModelFiles:
-    """A snapshot of the model files, checked before each job."""
-
-    def __init__(self, models_dir: Path) -> None:
-        self.models_dir = Path(models_dir)
-        self._known: dict[Path, tuple[int, int, str]] = {}
-        for path in confined_model_files(self.models_dir):
-            st = path.stat()
-            self._known[path] = (st.st_size, st.st_mtime_ns, _sha256(path))
-
-    @property
-    def files(self) -> list[Path]:
-        return sorted(self._known)
-
-    def check(self) -> None:
-        """Raise :class:`ModelFilesError` if a file is gone or its content changed."""
-        for path, (size, mtime, digest) in list(self._known.items()):
-            try:
-                st = os.stat(path)
-            except OSError as exc:
-                raise ModelFilesError(
-                    f"model file {path} was removed since start-up ({exc.strerror}); restore it "
-                    "(or restart Orthanc after a model upgrade)"
-                ) from exc
-            if (st.st_size, st.st_mtime_ns) == (size, mtime):
-                continue
-            try:
-                now = _sha256(path)
-            except OSError as exc:
-                raise ModelFilesError(f"model file {path} cannot be read: {exc}") from exc
-            if now != digest:
-                raise ModelFilesError(
-                    f"model file {path} changed since start-up (sha256 {now[:12]}..., loaded "
-                    f"{digest[:12]}...); restore it, or restart Orthanc to load a new model"
-                )
-            self._known[path] = (st.st_size, st.st_mtime_ns, digest)  # touched, same content

@@ -71,6 +71,9 @@ CREATE TABLE IF NOT EXISTS scintiseg_work (
     again               boolean NOT NULL DEFAULT false,
     again_retry_failed  boolean NOT NULL DEFAULT false,
     again_force         boolean NOT NULL DEFAULT false,
+    -- a manual request also segments again the images of a superseded model version
+    upgrade             boolean NOT NULL DEFAULT false,
+    again_upgrade       boolean NOT NULL DEFAULT false,
     received_by         text,
     node                text,
     token               bigint NOT NULL DEFAULT 0,
@@ -103,8 +106,8 @@ COMMENT ON TABLE scintiseg_work IS 'ScintiSeg work items shared by the Orthanc n
 
 # -- the statements (named for what they guarantee) -----------------------------------------
 _ENQUEUE = """
-INSERT INTO scintiseg_work AS w (study_id, state, retry_failed, force, received_by, ready_at)
-VALUES (%(study)s, 'waiting', %(retry)s, %(force)s, %(node)s, %(ready_at)s)
+INSERT INTO scintiseg_work AS w (study_id, state, retry_failed, force, upgrade, received_by, ready_at)
+VALUES (%(study)s, 'waiting', %(retry)s, %(force)s, %(request)s, %(node)s, %(ready_at)s)
 ON CONFLICT (study_id) DO UPDATE SET
     ready_at = EXCLUDED.ready_at,
     failures = CASE WHEN %(request)s THEN 0 ELSE w.failures END,
@@ -115,9 +118,13 @@ ON CONFLICT (study_id) DO UPDATE SET
     force = CASE WHEN w.state = 'waiting' THEN w.force OR EXCLUDED.force
                  WHEN w.state = 'running' THEN w.force
                  ELSE EXCLUDED.force END,
+    upgrade = CASE WHEN w.state = 'waiting' THEN w.upgrade OR EXCLUDED.upgrade
+                   WHEN w.state = 'running' THEN w.upgrade
+                   ELSE EXCLUDED.upgrade END,
     again = w.again OR w.state = 'running',
     again_retry_failed = w.again_retry_failed OR (w.state = 'running' AND EXCLUDED.retry_failed),
     again_force = w.again_force OR (w.state = 'running' AND EXCLUDED.force),
+    again_upgrade = w.again_upgrade OR (w.state = 'running' AND EXCLUDED.upgrade),
     enqueued_at = CASE WHEN w.state IN ('done', 'failed') THEN clock_timestamp() ELSE w.enqueued_at END,
     received_by = CASE WHEN w.state IN ('done', 'failed') THEN EXCLUDED.received_by ELSE w.received_by END
 """
@@ -136,6 +143,7 @@ ON CONFLICT (study_id) DO UPDATE SET
     retry_failed = CASE WHEN w.state = 'waiting' THEN w.retry_failed WHEN w.state = 'running' THEN w.retry_failed
                         ELSE false END,
     force = CASE WHEN w.state IN ('waiting', 'running') THEN w.force ELSE false END,
+    upgrade = CASE WHEN w.state IN ('waiting', 'running') THEN w.upgrade ELSE false END,
     enqueued_at = CASE WHEN w.state IN ('done', 'failed') THEN clock_timestamp() ELSE w.enqueued_at END,
     received_by = EXCLUDED.received_by
 """
@@ -160,8 +168,8 @@ UPDATE scintiseg_work AS w SET
     started_at = clock_timestamp()
 FROM next
 WHERE w.study_id = next.study_id
-RETURNING w.study_id, w.token, w.retry_failed, w.force, w.attempts, next.was_state, next.was_node, w.received_by,
-          w.failures
+RETURNING w.study_id, w.token, w.retry_failed, w.force, w.upgrade, w.attempts, next.was_state, next.was_node,
+          w.received_by, w.failures
 """
 
 _RENEW = """
@@ -176,8 +184,9 @@ UPDATE scintiseg_work SET
     state = CASE WHEN again THEN 'waiting' WHEN %(failed)s THEN 'failed' ELSE 'done' END,
     retry_failed = again AND again_retry_failed,
     force = again AND again_force,
+    upgrade = again AND again_upgrade,
     enqueued_at = CASE WHEN again THEN clock_timestamp() ELSE enqueued_at END,
-    again = false, again_retry_failed = false, again_force = false,
+    again = false, again_retry_failed = false, again_force = false, again_upgrade = false,
     lease_until = NULL,
     finished_at = clock_timestamp(),
     outcome = %(outcome)s,
@@ -195,9 +204,11 @@ UPDATE scintiseg_work SET
     ready_at = CASE WHEN again THEN NULL ELSE %(retry_at)s::timestamptz END,
     retry_failed = %(retry_at)s::timestamptz IS NOT NULL OR again_retry_failed,
     force = again AND again_force,
+    -- a retry does what the failed run was asked to (the images it left are still outdated)
+    upgrade = (%(retry_at)s::timestamptz IS NOT NULL AND upgrade) OR (again AND again_upgrade),
     enqueued_at = CASE WHEN again OR %(retry_at)s::timestamptz IS NOT NULL THEN clock_timestamp()
                        ELSE enqueued_at END,
-    again = false, again_retry_failed = false, again_force = false,
+    again = false, again_retry_failed = false, again_force = false, again_upgrade = false,
     failures = failures + 1,
     lease_until = NULL,
     finished_at = clock_timestamp(),
@@ -213,7 +224,8 @@ UPDATE scintiseg_work SET
     state = 'waiting',
     retry_failed = retry_failed OR again_retry_failed,
     force = force OR again_force,
-    again = false, again_retry_failed = false, again_force = false,
+    upgrade = upgrade OR again_upgrade,
+    again = false, again_retry_failed = false, again_force = false, again_upgrade = false,
     node = NULL, lease_until = NULL, reason = %(reason)s
 WHERE study_id = %(study)s AND token = %(token)s AND state = 'running'
 """
@@ -250,7 +262,7 @@ RETURNING node
 _ROW_COLUMNS = (
     "study_id, state, node, received_by, attempts, takeovers, enqueued_at, started_at, "
     "finished_at, lease_until, extract(epoch FROM lease_until - clock_timestamp()) AS lease_left_s, "
-    "ready_at, failures, outcome, reason, force, retry_failed, again"
+    "ready_at, failures, outcome, reason, force, retry_failed, upgrade, again"
 )
 
 
@@ -272,6 +284,9 @@ class Claim:
     received_by: str | None
     #: failed runs since the last request (the retry rule counts them)
     failures: int = 0
+    #: a manual request is among what the claim serves: images of a superseded model version
+    #: are segmented again too
+    upgrade: bool = False
 
 
 def _iso(value: Any) -> Any:
@@ -361,7 +376,8 @@ class WorkQueue:
         """Queue ``(study_id, retry_failed, force)`` items in one transaction; returns rows touched.
 
         ``if_idle`` (the start-up scan): leave studies already waiting or running alone;
-        ``request`` (a manual one): the count of failed runs starts afresh;
+        ``request`` (a manual one): the count of failed runs starts afresh, and the job also
+        segments again the images made by a superseded model version;
         ``ready_at``: not claimable before then.
         """
         params = [
@@ -402,6 +418,7 @@ class WorkQueue:
             took_over_from=rec["was_node"] if rec["was_state"] == RUNNING else None,
             received_by=rec["received_by"],
             failures=int(rec["failures"]),
+            upgrade=bool(rec["upgrade"]),
         )
 
     def renew(self, claims: Sequence[Claim]) -> set[str]:

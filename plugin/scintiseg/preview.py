@@ -1,10 +1,13 @@
-"""A picture of the result: the scan with the gland and nodule outlines, as PNG or DICOM.
+"""A picture of the result: the scan with each label's outline, as PNG or DICOM.
 
 :func:`render_preview` draws what a physician checks at a glance: the
 scintigraphy (counts windowed to the 99.5th percentile, grey or an NM-like
-"hot" colour map, upscaled to at least 512 pixels), the thyroid outline in
-green, each cold nodule outlined in magenta, a legend with the number of
-nodules, and the model versions that produced the outlines. A multi-frame
+"hot" colour map, upscaled to at least 512 pixels), one outline per label
+(:class:`Layer`) in the label's display colour (the thyroid in green, cold
+nodules in magenta for the shipped models), the components of numbered labels
+numbered as measured, a legend with one entry per label (and the count of
+numbered ones), the image's quality flag codes, and the model versions that
+produced the outlines. A multi-frame
 image gives one panel per frame, side by side. No patient identity is drawn
 (only the caller's ``title``), so the picture can be shown or stored freely.
 
@@ -19,7 +22,8 @@ Pure: numpy, scipy, Pillow and pydicom only.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -28,14 +32,12 @@ from scipy import ndimage
 
 from . import __version__
 from .dicomutil import copy_patient_and_study, file_meta
-from .seg.content import (
-    GLAND_RGB,
-    NODULE_RGB,
-)
+from .seg.content import GLAND_RGB, NODULE_RGB
 from .seg.writer import source_content_datetime
 
 __all__ = [
     "COLORMAPS",
+    "Layer",
     "GLAND_RGB",
     "NODULE_RGB",
     "SECONDARY_CAPTURE_STORAGE",
@@ -49,9 +51,7 @@ __all__ = [
 ]
 
 SECONDARY_CAPTURE_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
-#: Segmented Property Type codes (SCT) that tell the gland and nodule segments apart.
-THYROID_CODE = "69748006"
-NODULE_CODE = "27925004"
+FLAG_RGB = (255, 190, 40)
 
 BACKGROUND_RGB = (12, 14, 18)
 TEXT_RGB = (230, 232, 236)
@@ -142,7 +142,18 @@ def _nodule_labels(nodules: np.ndarray) -> list[tuple[int, float, float, float]]
     return out[:n]
 
 
-def _panel(counts: np.ndarray, gland: np.ndarray, nodules: np.ndarray, scale: int,
+@dataclass(frozen=True)
+class Layer:
+    """One label drawn on the preview: its name, colour and mask(s); ``numbered`` labels
+    (nodules) have their components numbered and counted in the legend."""
+
+    name: str
+    colour: tuple[int, int, int]
+    mask: np.ndarray
+    numbered: bool = False
+
+
+def _panel(counts: np.ndarray, layers: Sequence[tuple[Layer, np.ndarray]], scale: int,
            lut: np.ndarray) -> Image.Image:
     rows, cols = counts.shape
     size = (cols * scale, rows * scale)
@@ -150,15 +161,18 @@ def _panel(counts: np.ndarray, gland: np.ndarray, nodules: np.ndarray, scale: in
     grey = grey.resize(size, Image.Resampling.BILINEAR)
     rgb = lut[np.asarray(grey)]
     width = max(2, scale // 2)
-    rgb[_outline(_upscale_mask(gland, scale), width)] = GLAND_RGB
-    rgb[_outline(_upscale_mask(nodules, scale), width)] = NODULE_RGB
+    for layer, mask in layers:
+        rgb[_outline(_upscale_mask(mask, scale), width)] = layer.colour
     image = Image.fromarray(rgb, mode="RGB")
     draw = ImageDraw.Draw(image)
     font = _font(19)
-    for number, top, right, _ in _nodule_labels(nodules):
-        x, y = min(right * scale + 3, size[0] - 12), max(0.0, top * scale - 18)
-        draw.text((x, y), str(number), fill=NODULE_RGB, font=font, stroke_width=1,
-                  stroke_fill=(0, 0, 0))
+    for layer, mask in layers:
+        if not layer.numbered:
+            continue
+        for number, top, right, _ in _nodule_labels(mask):
+            x, y = min(right * scale + 3, size[0] - 12), max(0.0, top * scale - 18)
+            draw.text((x, y), str(number), fill=layer.colour, font=font, stroke_width=1,
+                      stroke_fill=(0, 0, 0))
     return image
 
 
@@ -168,21 +182,21 @@ def _count_components(mask: np.ndarray) -> int:
 
 def render_preview(
     frame: np.ndarray,
-    gland: np.ndarray,
-    nodules: np.ndarray,
+    layers: Sequence[Layer],
     *,
     models: Sequence[str],
     title: str | None = None,
     colormap: str = "grey",
+    flags: Sequence[str] = (),
 ) -> bytes:
-    """PNG bytes: the scan(s) with gland and nodule outlines, a legend and the model versions.
+    """PNG bytes: the scan(s) with each layer's outline, a legend, flags and the model versions.
 
-    ``frame`` holds counts, ``(rows, cols)`` or ``(frames, rows, cols)``;
-    ``gland`` and ``nodules`` are boolean masks of the same shape. Each frame
-    is one panel, upscaled by an integer factor to at least 512 pixels.
-    The same arguments always give the same bytes.
+    ``frame`` holds counts, ``(rows, cols)`` or ``(frames, rows, cols)``; each
+    layer's mask is boolean of the same shape. Each frame is one panel,
+    upscaled by an integer factor to at least 512 pixels; ``flags`` are the
+    image's quality flag codes. The same arguments always give the same bytes.
     """
-    canvas = _render(frame, gland, nodules, models=models, title=title, colormap=colormap)
+    canvas = _render(frame, layers, models=models, title=title, colormap=colormap, flags=flags)
     buf = io.BytesIO()
     canvas.save(buf, format="PNG", optimize=False, compress_level=6)
     return buf.getvalue()
@@ -190,15 +204,15 @@ def render_preview(
 
 def render_preview_rgb(
     frame: np.ndarray,
-    gland: np.ndarray,
-    nodules: np.ndarray,
+    layers: Sequence[Layer],
     *,
     models: Sequence[str],
     title: str | None = None,
     colormap: str = "grey",
+    flags: Sequence[str] = (),
 ) -> np.ndarray:
     """The picture of :func:`render_preview` as ``(rows, cols, 3)`` uint8 (no PNG round trip)."""
-    canvas = _render(frame, gland, nodules, models=models, title=title, colormap=colormap)
+    canvas = _render(frame, layers, models=models, title=title, colormap=colormap, flags=flags)
     return np.asarray(canvas, dtype=np.uint8).copy()
 
 
@@ -220,37 +234,56 @@ def stack_pngs(pngs: Sequence[bytes]) -> bytes:
 
 def _render(
     frame: np.ndarray,
-    gland: np.ndarray,
-    nodules: np.ndarray,
+    layers: Sequence[Layer],
     *,
     models: Sequence[str],
     title: str | None,
     colormap: str,
+    flags: Sequence[str] = (),
 ) -> Image.Image:
     counts = _as_stack(frame, "frame")
-    glands = _as_stack(gland, "gland").astype(bool)
-    nods = _as_stack(nodules, "nodules").astype(bool)
-    if glands.shape != counts.shape or nods.shape != counts.shape:
-        raise ValueError(
-            f"masks {glands.shape} and {nods.shape} must have the frame's shape {counts.shape}"
-        )
+    stacks = [_as_stack(layer.mask, layer.name).astype(bool) for layer in layers]
+    for layer, stack in zip(layers, stacks, strict=True):
+        if stack.shape != counts.shape:
+            raise ValueError(f"mask {layer.name!r} {stack.shape} must have the frame's shape {counts.shape}")
     if colormap not in COLORMAPS:
         raise ValueError(f"colormap must be one of {COLORMAPS}, got {colormap!r}")
     lut = _colormap(colormap)
     n_frames, rows, cols = counts.shape
     scale = max(1, -(-MIN_PANEL // max(rows, cols)))  # ceil
-    panels = [_panel(counts[i], glands[i], nods[i], scale, lut) for i in range(n_frames)]
+    panels = [
+        _panel(counts[i], [(layer, stack[i]) for layer, stack in zip(layers, stacks, strict=True)], scale, lut)
+        for i in range(n_frames)
+    ]
     pw, ph = panels[0].size
 
     margin, gap = 16, 12
+    width = margin * 2 + n_frames * pw + (n_frames - 1) * gap
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    big, normal, small = _font(24), _font(18), _font(15)
+    # legend entries, wrapped into rows that fit the picture's width
+    entries = []
+    for layer, stack in zip(layers, stacks, strict=True):
+        text = layer.name
+        if layer.numbered:
+            text += f" ({sum(_count_components(stack[i]) for i in range(n_frames))})"
+        entries.append((layer.colour, _printable(text), 32 + int(probe.textlength(_printable(text), font=normal)) + 36))
+    legend_rows: list[list[tuple[tuple[int, int, int], str, int]]] = [[]]
+    used = 0
+    for entry in entries:
+        if legend_rows[-1] and used + entry[2] > width - 2 * margin:
+            legend_rows.append([])
+            used = 0
+        legend_rows[-1].append(entry)
+        used += entry[2]
+
     title_h = 44 if title else 0
     label_h = 26 if n_frames > 1 else 0
-    legend_h = 92
-    width = margin * 2 + n_frames * pw + (n_frames - 1) * gap
+    flags_h = 24 if flags else 0
+    legend_h = 60 + 32 * len(legend_rows) + flags_h
     height = margin + title_h + label_h + ph + legend_h
     canvas = Image.new("RGB", (width, height), BACKGROUND_RGB)
     draw = ImageDraw.Draw(canvas)
-    big, normal, small = _font(24), _font(18), _font(15)
 
     y = margin
     if title:
@@ -264,16 +297,16 @@ def _render(
         draw.rectangle((x - 1, y + label_h - 1, x + pw, y + label_h + ph), outline=(60, 64, 72))
     y += label_h + ph + 14
 
-    n_nodules = sum(_count_components(nods[i]) for i in range(n_frames))
-    x = margin
-    for colour, text in (
-        (GLAND_RGB, "Thyroid gland"),
-        (NODULE_RGB, f"Cold nodule ({n_nodules})"),
-    ):
-        draw.rectangle((x, y + 3, x + 22, y + 19), outline=colour, width=3)
-        draw.text((x + 32, y), text, fill=TEXT_RGB, font=normal)
-        x += 32 + int(draw.textlength(text, font=normal)) + 36
-    y += 32
+    for row in legend_rows:
+        x = margin
+        for colour, text, advance in row:
+            draw.rectangle((x, y + 3, x + 22, y + 19), outline=colour, width=3)
+            draw.text((x + 32, y), text, fill=TEXT_RGB, font=normal)
+            x += advance
+        y += 32
+    if flags:
+        draw.text((margin, y), _printable("Flags: " + ", ".join(flags)), fill=FLAG_RGB, font=small)
+        y += flags_h
     model_text = _printable("Models: " + (", ".join(models) if models else "unknown"))
     draw.text((margin, y), model_text, fill=MUTED_RGB, font=small)
     note = f"ScintiSeg {__version__} - automatic segmentation, to be reviewed"
@@ -348,7 +381,7 @@ def preview_secondary_capture(
     ds.ContentDate = date
     ds.ContentTime = time
     ds.ImageType = ["DERIVED", "SECONDARY"]
-    ds.DerivationDescription = "ScintiSeg segmentation preview (gland and cold nodule outlines)"
+    ds.DerivationDescription = "ScintiSeg segmentation preview (label outlines)"
     ds.BurnedInAnnotation = "NO"
     ds.LossyImageCompression = "00"
     reference = Dataset()
@@ -371,15 +404,6 @@ def preview_secondary_capture(
     return ds
 
 
-def _segment_kind(item: Dataset) -> str | None:
-    for code in item.get("SegmentedPropertyTypeCodeSequence", None) or []:
-        if str(code.get("CodeValue", "")) == THYROID_CODE:
-            return "gland"
-        if str(code.get("CodeValue", "")) == NODULE_CODE:
-            return "nodule"
-    return None
-
-
 def _seg_models(seg: Dataset) -> list[str]:
     models: list[str] = []
     for item in seg.get("SegmentSequence", None) or []:
@@ -390,29 +414,33 @@ def _seg_models(seg: Dataset) -> list[str]:
     return models
 
 
-def masks_from_seg(seg: Dataset, source_nm: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """(gland, nodules) boolean stacks ``(frames, rows, cols)`` of ``source_nm`` from its SEG.
+def _segment_colour(item: Dataset) -> tuple[int, int, int]:
+    from highdicom.color import CIELabColor
 
-    Segments are recognised by their Segmented Property Type (SCT Thyroid,
-    SCT Nodule) and frames placed by their Referenced Frame Number, so the
-    result does not depend on the SEG's frame order.
+    value = item.get("RecommendedDisplayCIELabValue", None)
+    if value is None:
+        return TEXT_RGB
+    r, g, b = CIELabColor.from_dicom_value([int(v) for v in value]).to_rgb(clip=True)
+    return (int(r), int(g), int(b))
+
+
+def masks_from_seg(seg: Dataset, source_nm: Dataset, numbered: Collection[str] = ()) -> list[Layer]:
+    """One :class:`Layer` per segment of ``seg``: ``(frames, rows, cols)`` masks of ``source_nm``.
+
+    Layers take the segment's label and recommended display colour; a segment whose
+    label is in ``numbered`` is numbered. Frames are placed by their Referenced Frame
+    Number, so the result does not depend on the SEG's frame order.
     """
     n_frames = int(source_nm.get("NumberOfFrames") or 1)
     rows, cols = int(source_nm.Rows), int(source_nm.Columns)
     if (int(seg.Rows), int(seg.Columns)) != (rows, cols):
         raise ValueError(f"SEG matrix {seg.Rows}x{seg.Columns} is not the image's {rows}x{cols}")
-    kinds = {
-        int(item.SegmentNumber): _segment_kind(item)
-        for item in seg.get("SegmentSequence", None) or []
-    }
+    items = sorted(seg.get("SegmentSequence", None) or [], key=lambda it: int(it.SegmentNumber))
+    stacks = {int(it.SegmentNumber): np.zeros((n_frames, rows, cols), dtype=bool) for it in items}
     pixels = np.asarray(seg.pixel_array).reshape(-1, rows, cols).astype(bool)
-    out = {
-        "gland": np.zeros((n_frames, rows, cols), dtype=bool),
-        "nodule": np.zeros((n_frames, rows, cols), dtype=bool),
-    }
     for index, group in enumerate(seg.PerFrameFunctionalGroupsSequence):
-        kind = kinds.get(int(group.SegmentIdentificationSequence[0].ReferencedSegmentNumber))
-        if kind is None:
+        number = int(group.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        if number not in stacks:
             continue
         frame = 1
         for derivation in group.get("DerivationImageSequence", None) or []:
@@ -420,20 +448,25 @@ def masks_from_seg(seg: Dataset, source_nm: Dataset) -> tuple[np.ndarray, np.nda
                 if ref.get("ReferencedSOPInstanceUID") == source_nm.SOPInstanceUID:
                     frame = int(ref.get("ReferencedFrameNumber") or 1)
         if 1 <= frame <= n_frames:
-            out[kind][frame - 1] |= pixels[index]
-    return out["gland"], out["nodule"]
+            stacks[number][frame - 1] |= pixels[index]
+    return [
+        Layer(str(it.SegmentLabel), _segment_colour(it), stacks[int(it.SegmentNumber)],
+              str(it.SegmentLabel) in numbered)
+        for it in items
+    ]
 
 
 def preview_from_seg(source_nm: Dataset, seg: Dataset, *, title: str | None = None,
-                     colormap: str = "grey") -> bytes:
+                     colormap: str = "grey", numbered: Collection[str] = (),
+                     flags: Sequence[str] = ()) -> bytes:
     """The PNG preview of an NM image (with pixels) and the SEG ScintiSeg made of it.
 
-    The model versions are read from the SEG's algorithm identification.
+    The model versions are read from the SEG's algorithm identification; ``numbered``
+    names the segment labels whose components are numbered (the registry's labels).
     """
     from .nm import nm_frames
 
-    gland, nodules = masks_from_seg(seg, source_nm)
     return render_preview(
-        nm_frames(source_nm), gland, nodules, models=_seg_models(seg), title=title,
-        colormap=colormap,
+        nm_frames(source_nm), masks_from_seg(seg, source_nm, numbered), models=_seg_models(seg),
+        title=title, colormap=colormap, flags=flags,
     )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import ndimage
@@ -74,12 +75,31 @@ class FrameView:
     counts: np.ndarray  # (rows, cols) float64 counts
     gland: np.ndarray  # (rows, cols) bool, the served gland mask
     spacing_mm: float
-    #: (rows, cols) gland probability from the model, when the pipeline passes it
-    gland_probability: np.ndarray | None = None
+    #: gland pixels (source matrix) whose model probability lies in :data:`UNCERTAIN_BAND`
+    undecided_pixels: int | None = None
 
     @property
     def pixel_area_mm2(self) -> float:
         return self.spacing_mm * self.spacing_mm
+
+    # what several rules read, computed once per frame
+    @cached_property
+    def distance_mm(self) -> np.ndarray:
+        """Each pixel's distance to the gland (mm; 0 inside it); the gland must not be empty."""
+        return np.asarray(ndimage.distance_transform_edt(~self.gland)) * self.spacing_mm
+
+    def smoothed(self, fwhm_mm: float) -> np.ndarray:
+        """The counts smoothed by a Gaussian of ``fwhm_mm``."""
+        cache = self.__dict__.setdefault("_smoothed", {})
+        if fwhm_mm not in cache:
+            sigma = max(0.5, fwhm_mm / 2.355 / self.spacing_mm)
+            cache[fwhm_mm] = np.asarray(ndimage.gaussian_filter(self.counts, sigma))
+        return cache[fwhm_mm]  # type: ignore[no-any-return]
+
+    @cached_property
+    def markers(self) -> np.ndarray:
+        """Label image of the point sources (:func:`_markers`)."""
+        return _markers(self)
 
 
 def check_counts(counts: np.ndarray) -> None:
@@ -105,11 +125,6 @@ def _low_counts(v: FrameView) -> str | None:
     return None
 
 
-def _smoothed(v: FrameView, fwhm_mm: float = 6.0) -> np.ndarray:
-    sigma = max(0.5, fwhm_mm / 2.355 / v.spacing_mm)
-    return np.asarray(ndimage.gaussian_filter(v.counts, sigma))
-
-
 def _gland_reference(v: FrameView, smooth: np.ndarray) -> float | None:
     if not v.gland.any():
         return None
@@ -120,13 +135,12 @@ def _outside(v: FrameView, margin_mm: float) -> np.ndarray:
     """Pixels farther than ``margin_mm`` from the gland."""
     if not v.gland.any():
         return np.ones_like(v.gland)
-    dist = ndimage.distance_transform_edt(~v.gland) * v.spacing_mm
-    return np.asarray(dist > margin_mm)
+    return np.asarray(v.distance_mm > margin_mm)
 
 
 def _markers(v: FrameView) -> np.ndarray:
     """Label image of the point sources: compact spots, outside the gland, brighter than it."""
-    smooth = _smoothed(v, 4.0)
+    smooth = v.smoothed(4.0)
     ref = _gland_reference(v, smooth)
     if ref is None or ref <= 0:
         return np.zeros(v.gland.shape, dtype=np.int32)
@@ -140,7 +154,7 @@ def _markers(v: FrameView) -> np.ndarray:
 
 
 def _marker(v: FrameView) -> str | None:
-    n = len(np.unique(_markers(v))) - 1
+    n = len(np.unique(v.markers)) - 1
     if n > 0:
         return (
             f"{n} point source(s) brighter than the gland outside it (markers?): "
@@ -152,18 +166,18 @@ def _marker(v: FrameView) -> str | None:
 def _extrathyroid(v: FrameView) -> str | None:
     if not v.gland.any():
         return None
-    smooth = _smoothed(v)
+    smooth = v.smoothed(6.0)
     mean = float(smooth[v.gland].mean())
     if mean <= 0:
         return None
-    dist = ndimage.distance_transform_edt(~v.gland) * v.spacing_mm
+    dist = v.distance_mm
     hot = (dist > 6.0) & (dist <= EXTRA_NEAR_MM) & (smooth > EXTRA_MIN_RATIO * mean)
     lab, n = ndimage.label(hot)
     if n == 0:
         return None
     areas = ndimage.sum_labels(hot, lab, range(1, n + 1)) * v.pixel_area_mm2
     # markers are reported on their own: a hot area that holds one is not uptake
-    markers = np.unique(lab[_markers(v) > 0])
+    markers = np.unique(lab[v.markers > 0])
     big = [i + 1 for i, a in enumerate(areas) if a >= EXTRA_MIN_AREA_MM2 and i + 1 not in markers]
     if big:
         return (
@@ -177,7 +191,7 @@ def _extrathyroid(v: FrameView) -> str | None:
 def _suppressed(v: FrameView) -> str | None:
     if int(v.gland.sum()) < 16:
         return None
-    p40, p95 = np.percentile(_smoothed(v, 4.0)[v.gland], [40, 95])
+    p40, p95 = np.percentile(v.smoothed(4.0)[v.gland], [40, 95])
     if p40 <= 0 or p95 / p40 >= SUPPRESSED_RATIO:
         ratio = "" if p40 <= 0 else f" ({p95 / p40:.1f} times its typical tissue)"
         return (
@@ -194,13 +208,17 @@ def _at_border(v: FrameView) -> str | None:
     return None
 
 
+def undecided_pixels(probability: np.ndarray) -> int:
+    """Pixels of a probability map inside :data:`UNCERTAIN_BAND`."""
+    lo, hi = UNCERTAIN_BAND
+    return int(((probability > lo) & (probability < hi)).sum())
+
+
 def _low_confidence(v: FrameView) -> str | None:
-    p = v.gland_probability
-    if p is None or not v.gland.any():
+    if v.undecided_pixels is None or not v.gland.any():
         return None
     lo, hi = UNCERTAIN_BAND
-    band = int(((p > lo) & (p < hi)).sum())
-    share = band / max(1, int(v.gland.sum()))
+    share = v.undecided_pixels / max(1, int(v.gland.sum()))
     if share > UNCERTAIN_SHARE:
         return (
             f"the model is undecided over an area {100 * share:.0f} % of the gland's "
@@ -226,14 +244,14 @@ def frame_flags(
     counts: np.ndarray,
     gland: np.ndarray,
     pixel_spacing_mm: float | None,
-    gland_probability: np.ndarray | None = None,
+    undecided: int | None = None,
 ) -> list[Flag]:
     """The flags of one segmented frame, in :data:`RULES` order."""
     view = FrameView(
         counts=np.asarray(counts, dtype=np.float64),
         gland=np.asarray(gland, dtype=bool),
         spacing_mm=float(pixel_spacing_mm or DEFAULT_SPACING_MM),
-        gland_probability=gland_probability,
+        undecided_pixels=undecided,
     )
     flags = []
     for code, rule in RULES:
@@ -241,3 +259,14 @@ def frame_flags(
         if message is not None:
             flags.append(Flag(code, message))
     return flags
+
+
+def image_flags(per_frame: list[list[Flag]]) -> list[dict[str, str]]:
+    """An image's flags: each code once, from its first frame (named when there are several)."""
+    seen: dict[str, dict[str, str]] = {}
+    for i, flags in enumerate(per_frame, 1):
+        for f in flags:
+            if f.code not in seen:
+                where = f"frame {i}: " if len(per_frame) > 1 else ""
+                seen[f.code] = {"code": f.code, "message": where + f.message}
+    return [seen[c] for c in FLAG_CODES if c in seen]

@@ -4,11 +4,14 @@ Routes (documented in ``docs/openapi.yaml``, which a unit test checks against
 these functions' answers)::
 
     GET  /scintiseg/health                      200 running, 503 not (models missing, stopped)
-    GET  /scintiseg/models                      the loaded models and their cards
+    GET  /scintiseg/models                      every model folder: stage, error, labels, rules
+    POST /scintiseg/models/reload               rescan the models folder now
+    GET  /scintiseg/models/{name}/{version}/agreement   a shadow model's agreement summary
     GET  /scintiseg/queue                       pending, running and failed studies
-    GET  /scintiseg/studies/{id}                status, per-image measurements, models, SEGs
+    GET  /scintiseg/studies/{id}                status, per-image measurements by label, flags
     GET  /scintiseg/studies/{id}/preview.png    the scan with the outlines (PNG)
-    POST /scintiseg/studies/{id}/process        queue the study again; body {"force": bool}
+    POST /scintiseg/studies/{id}/process        queue the study again (images made by a
+                                                superseded version too); body {"force": bool}
     GET  /scintiseg/studies/{id}/labels         physician labels (scintiseg.datarest)
     GET  /scintiseg/stats                       AI-vs-physician agreement (scintiseg.datarest)
     POST /scintiseg/datasets/export             nnU-Net raw dataset zip (scintiseg.datarest)
@@ -38,12 +41,13 @@ from .gateway import NotFoundError
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "FALLBACK_ROUTE",
     "ORTHANC_ROUTES",
     "Backend",
     "Response",
     "allowed_methods",
     "dispatch",
-    "model_info",
+    "frame_labels",
     "study_view",
 ]
 
@@ -57,6 +61,8 @@ _ID = r"[0-9a-f]{8}(?:-[0-9a-f]{8}){4}"
 ORTHANC_ROUTES: tuple[str, ...] = (
     r"/scintiseg/health",
     r"/scintiseg/models",
+    r"/scintiseg/models/reload",
+    r"/scintiseg/models/([^/]+)/([^/]+)/agreement",
     r"/scintiseg/queue",
     r"/scintiseg/studies/([^/]+)",
     r"/scintiseg/studies/([^/]+)/preview\.png",
@@ -66,6 +72,12 @@ ORTHANC_ROUTES: tuple[str, ...] = (
     r"/scintiseg/stats",
     r"/scintiseg/datasets/export",
 )
+
+#: Registered after :data:`ORTHANC_ROUTES` (Orthanc takes the first callback whose regex
+#: matches): any other URI under ``/scintiseg/`` is answered by :func:`dispatch` too, so that
+#: an unknown path, or an id that Orthanc splits (it reads ``\`` as ``/``), gets this API's
+#: JSON 404 rather than Orthanc's own error object.
+FALLBACK_ROUTE = r"/scintiseg/(.*)"
 
 
 class Backend(Protocol):
@@ -84,7 +96,19 @@ class Backend(Protocol):
         ...
 
     def list_models(self) -> list[dict[str, Any]]:
-        """The loaded models, each as :func:`model_info` describes it."""
+        """Every model folder (:meth:`scintiseg.registry.ModelEntry.describe`)."""
+        ...
+
+    def reload_models(self) -> list[dict[str, Any]] | None:
+        """Rescan the models folder now and list it; ``None`` when ScintiSeg is not running."""
+        ...
+
+    def agreement(self, name: str, version: str) -> dict[str, Any] | None:
+        """A model's shadow agreement summary; ``None`` when no folder holds that model."""
+        ...
+
+    def label_info(self) -> dict[str, dict[str, Any]]:
+        """Name and display colour of each label key the registry knows."""
         ...
 
     def queue_snapshot(self) -> dict[str, Any]:
@@ -134,7 +158,7 @@ def _model(ident: Any) -> dict[str, str]:
     return {"ident": text, "name": name, "version": version}
 
 
-def _nodule(number: int, raw: Mapping[str, Any]) -> dict[str, Any]:
+def _component(number: int, raw: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "number": number,
         "area_mm2": raw.get("area_mm2"),
@@ -146,21 +170,64 @@ def _nodule(number: int, raw: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _frame(raw: Mapping[str, Any], index: int) -> dict[str, Any]:
-    nodules = [_nodule(i, n) for i, n in enumerate(raw.get("nodules") or [], 1)]
+def _legacy_labels(raw: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The figures of a frame recorded before results were keyed by label (schema 1)."""
+    nodules = list(raw.get("nodules") or [])
     return {
-        "frame": raw.get("frame", index),
-        "gland_area_mm2": raw.get("gland_area_mm2"),
-        "gland_pixels": raw.get("gland_pixels"),
-        "gland_counts": raw.get("gland_counts"),
-        "right_lobe_share_pct": raw.get("right_lobe_share_pct"),
-        "left_lobe_share_pct": raw.get("left_lobe_share_pct"),
-        "nodule_count": raw.get("nodule_count", len(nodules)),
-        "nodules": nodules,
+        "gland": {
+            "pixels": raw.get("gland_pixels"), "area_mm2": raw.get("gland_area_mm2"),
+            "counts": raw.get("gland_counts"), "right_lobe_share_pct": raw.get("right_lobe_share_pct"),
+            "left_lobe_share_pct": raw.get("left_lobe_share_pct"),
+        },
+        "nodule": {"count": raw.get("nodule_count", len(nodules)), "components": nodules},
     }
 
 
-def _image(sop_uid: str, raw: Mapping[str, Any]) -> dict[str, Any]:
+#: Figures a label may carry (from :data:`scintiseg.measurements.KINDS`), in answer order.
+LABEL_FIGURES = ("pixels", "area_mm2", "counts", "right_lobe_share_pct", "left_lobe_share_pct", "count")
+
+
+def frame_labels(raw: Mapping[str, Any], info: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """A recorded frame's figures as a list of labels, each with its name and colour."""
+    labels = raw.get("labels")
+    if not isinstance(labels, Mapping):
+        labels = _legacy_labels(raw)
+    out = []
+    for key, figures in labels.items():
+        if not isinstance(figures, Mapping):
+            continue
+        meta = info.get(str(key)) or {}
+        entry: dict[str, Any] = {
+            "key": str(key),
+            "name": meta.get("name") or str(key),
+            "colour": list(meta["colour"]) if meta.get("colour") else None,
+            "numbered": bool(meta.get("numbered", "components" in figures)),
+        }
+        for name in LABEL_FIGURES:
+            if name in figures:
+                entry[name] = figures[name]
+        if "components" in figures:
+            entry["components"] = [
+                _component(i, c) for i, c in enumerate(figures.get("components") or [], 1) if isinstance(c, Mapping)
+            ]
+        out.append(entry)
+    return out
+
+
+def _frame(raw: Mapping[str, Any], index: int, info: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    return {"frame": raw.get("frame", index), "labels": frame_labels(raw, info)}
+
+
+def _flags(raw: Any) -> list[dict[str, str]]:
+    """Quality flags of an image, ``{"code", "message"}`` each (others are dropped)."""
+    out = []
+    for f in raw if isinstance(raw, list) else []:
+        if isinstance(f, Mapping) and f.get("code"):
+            out.append({"code": str(f["code"]), "message": str(f.get("message") or "")})
+    return out
+
+
+def _image(sop_uid: str, raw: Mapping[str, Any], info: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     frames = raw.get("frames") or []
     status = raw.get("status") if raw.get("status") in STATUSES else "failed"
     return {
@@ -171,13 +238,24 @@ def _image(sop_uid: str, raw: Mapping[str, Any]) -> dict[str, Any]:
         "seg_instance_id": raw.get("seg_instance_id"),
         "seg_sop_instance_uid": raw.get("seg_sop_instance_uid"),
         "seg_series_instance_uid": raw.get("seg_series_instance_uid"),
-        "frames": [_frame(f, i) for i, f in enumerate(frames, 1) if isinstance(f, Mapping)],
+        "models": [_model(m) for m in raw.get("models") or []],
+        "frames": [_frame(f, i, info) for i, f in enumerate(frames, 1) if isinstance(f, Mapping)],
+        "flags": _flags(raw.get("flags")),
         "timings_ms": dict(raw.get("timings_ms") or {}),
     }
 
 
-def study_view(study_id: str, result: Mapping[str, Any] | None, queue: Mapping[str, Any]) -> dict[str, Any]:
-    """The answer of ``GET /scintiseg/studies/{id}`` from the recorded result and the queue."""
+def study_view(
+    study_id: str,
+    result: Mapping[str, Any] | None,
+    queue: Mapping[str, Any],
+    labels: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The answer of ``GET /scintiseg/studies/{id}`` from the recorded result and the queue.
+
+    ``labels`` (key -> name, colour, numbered) names the labels of the recorded figures.
+    """
+    info = labels or {}
     links = {
         "self": f"/scintiseg/studies/{study_id}",
         "preview": f"/scintiseg/studies/{study_id}/preview.png",
@@ -205,7 +283,7 @@ def study_view(study_id: str, result: Mapping[str, Any] | None, queue: Mapping[s
     else:
         reason = str(result.get("reason") or "")
     raw_images = result.get("images") or {}
-    images = [_image(str(k), v) for k, v in raw_images.items() if isinstance(v, Mapping)]
+    images = [_image(str(k), v, info) for k, v in raw_images.items() if isinstance(v, Mapping)]
     return {
         "study": study_id,
         "status": status,
@@ -218,34 +296,6 @@ def study_view(study_id: str, result: Mapping[str, Any] | None, queue: Mapping[s
         "timings_ms": dict(result.get("timings_ms") or {}),
         "links": links,
     }
-
-
-def model_info(card: Any) -> dict[str, Any]:
-    """What ``GET /scintiseg/models`` says of a :class:`scintiseg.modelcard.ModelCard`."""
-    metrics = card.raw.get("metrics") if isinstance(card.raw, Mapping) else None
-    return {
-        "ident": card.ident,
-        "name": card.name,
-        "version": card.version,
-        "task": card.task,
-        "family": card.family,
-        "creator": card.creator,
-        "sha256": card.sha256,
-        "label": {
-            "name": card.label_name,
-            "category": list(card.category),
-            "type": list(card.type),
-        },
-        "input": {"size": card.size, "window": card.window},
-        "metrics": metrics if isinstance(metrics, Mapping) else None,
-        "refine": _refine_info(getattr(card, "refine", None)),
-    }
-
-
-def _refine_info(stage: Any) -> dict[str, Any] | None:
-    if stage is None:
-        return None
-    return {"sha256": stage.sha256, "input": {"size": stage.size, "window": stage.window}}
 
 
 # -- routes --------------------------------------------------------------------------------
@@ -273,6 +323,21 @@ def get_health(backend: Backend) -> Response:
 
 def get_models(backend: Backend) -> Response:
     return json_response({"models": backend.list_models()})
+
+
+def post_reload(backend: Backend, body: bytes | None) -> Response:
+    models = backend.reload_models()
+    if models is None:
+        state = backend.health().get("state")
+        raise HttpError(503, f"ScintiSeg is not running (state: {state}); nothing to reload")
+    return json_response({"models": models})
+
+
+def get_agreement(backend: Backend, name: str, version: str) -> Response:
+    summary = backend.agreement(name, version)
+    if summary is None:
+        raise HttpError(404, f"no model folder holds {name}@{version}")
+    return json_response(summary)
 
 
 def get_queue(backend: Backend) -> Response:
@@ -306,7 +371,7 @@ def get_queue(backend: Backend) -> Response:
 def get_study(backend: Backend, study_id: str) -> Response:
     _known_study(backend, study_id)
     result = backend.get_study_result(study_id)
-    return json_response(study_view(study_id, result, backend.queue_snapshot()))
+    return json_response(study_view(study_id, result, backend.queue_snapshot(), backend.label_info()))
 
 
 def get_preview(backend: Backend, study_id: str) -> Response:
@@ -354,6 +419,9 @@ Handler = Callable[[Backend, tuple[str, ...], bytes | None], Response]
 _ROUTES: tuple[tuple[re.Pattern[str], str, Handler], ...] = (
     (re.compile(r"/scintiseg/health"), "GET", lambda b, g, _: get_health(b)),
     (re.compile(r"/scintiseg/models"), "GET", lambda b, g, _: get_models(b)),
+    (re.compile(r"/scintiseg/models/reload"), "POST", lambda b, g, body: post_reload(b, body)),
+    (re.compile(r"/scintiseg/models/([^/]+)/([^/]+)/agreement"), "GET",
+     lambda b, g, _: get_agreement(b, g[0], g[1])),
     (re.compile(r"/scintiseg/queue"), "GET", lambda b, g, _: get_queue(b)),
     (re.compile(r"/scintiseg/studies/([^/]+)"), "GET", lambda b, g, _: get_study(b, g[0])),
     (re.compile(r"/scintiseg/studies/([^/]+)/preview\.png"), "GET",

@@ -3,10 +3,11 @@
 The entry script ``scintiseg_plugin.py`` builds one :class:`Service` at load
 time (configuration already validated) and forwards Orthanc's events:
 
-* ``ORTHANC_STARTED`` -> :meth:`Service.start`: load the models once (the
-  execution provider in use is logged), start the worker threads, and scan
-  the studies in a background thread for unfinished work left by a previous
-  run (:meth:`Service.recover`);
+* ``ORTHANC_STARTED`` -> :meth:`Service.start`: scan the models folder into the
+  registry (:mod:`scintiseg.registry`; the execution provider in use is logged),
+  start the registry's polling thread (folders added or removed are noticed
+  within seconds), the worker threads, and a background scan of the studies for
+  unfinished work left by a previous run (:meth:`Service.recover`);
 * ``STABLE_STUDY`` -> :meth:`Service.submit`: queue the study, nothing more;
 * ``POST /scintiseg/studies/{id}/process`` -> :meth:`Service.request`: record
   the request durably (:mod:`scintiseg.workstate`), then queue it;
@@ -20,7 +21,7 @@ success forgets the request; a ``failed`` result that is ``retriable``
 recorded so that a restart keeps it; after the last one the study stays
 ``failed`` in ``GET /scintiseg/queue`` until a manual request.
 
-If the models cannot be loaded the error is logged and the service stays
+If no model can serve at start-up the error is logged and the service stays
 off: Orthanc keeps storing and serving images, and the studies received
 meanwhile are picked up by the scan at the next start.
 
@@ -47,7 +48,6 @@ from .cluster import ClusterWorker, ClusterWorkState, FencedGateway, queue_view
 from .config import Config
 from .gateway import Gateway, GatewayError
 from .jobs import FAILED, PENDING, StudyJobs, needs_work, now_iso
-from .modelguard import ModelFiles
 from .stability import StabilityTracker
 from .worker import JobOptions, Worker
 from .workstate import FAILED as GAVE_UP
@@ -73,30 +73,35 @@ AfterStep = Callable[[str, "dict[str, Any] | None", Callable[[], bool]], None]
 
 
 def load_jobs(config: Config, gateway: Gateway) -> StudyJobs:
-    """Load the ONNX models once and wrap them in the pipeline and the study jobs."""
-    from .inference import Segmenter
-    from .pipeline import OutputOptions, Pipeline
+    """Scan the models folder into a registry and wrap it in the pipelines and the study jobs.
 
-    guard = ModelFiles(config.models_dir)  # refuses files outside the folder, before any is loaded
-    segmenter = Segmenter.from_models_dir(config.models_dir, config.providers, config.inference_threads)
+    Raises when no model can serve (the service then stays off, Orthanc keeps running).
+    """
+    from .pipeline import OutputOptions, PipelineSource
+    from .registry import Registry, onnx_loader
+
+    registry = Registry(
+        config.models_dir, onnx_loader(config.providers, config.inference_threads), poll_s=config.models_poll_s
+    )
+    current = registry.current
+    if not current.active:
+        refused = "; ".join(f"{e.folder.name}: {e.error}" for e in current.entries if e.error)
+        raise RuntimeError(f"no model can serve ({refused or 'no model folder'})")
     options = OutputOptions(
         series_number=config.series_number,
         series_description=config.series_description,
         preview_series_number=config.preview_series_number,
         preview_series_description=config.preview_series_description,
     )
-    pipeline = Pipeline(segmenter, options)
-    jobs = StudyJobs(
+    return StudyJobs(
         gateway,
-        pipeline,
+        PipelineSource(registry, options),
         config.selection,
-        segmenter.model_idents,
-        segmenter.providers,
+        current.providers,
         store_preview=config.store_preview,
-        cards=(segmenter.gland.card, segmenter.nodule.card),
+        reprocess_on_upgrade=config.reprocess_on_upgrade,
+        delete_superseded_seg=config.delete_superseded_seg,
     )
-    jobs.precheck = guard.check
-    return jobs
 
 
 def backoff_s(config: Config, attempt: int) -> float:
@@ -166,6 +171,9 @@ class Service:
                 self.error = f"cannot load the models from {self.config.models_dir}: {exc}"
                 log.error("ScintiSeg is OFF: %s", self.error)
                 return
+            registry = self.registry
+            if registry is not None:
+                registry.start()  # its own thread: never the change callbacks' one
             self.worker = cluster or Worker(self._handle, self.config.worker_threads, clock=self.clock)
             self.worker.start()
             if self.config.track_stability:
@@ -208,16 +216,17 @@ class Service:
                  self.config.cluster_node, self.config.cluster_lease_s)
         return worker
 
-    def submit(self, study_id: str, retry_failed: bool = False, force: bool = False) -> bool:
+    def submit(self, study_id: str, retry_failed: bool = False, force: bool = False, upgrade: bool = False) -> bool:
         """Queue a study (never blocks, no I/O); False when the service is not running.
 
         ``retry_failed``: segment again the images whose last run failed;
-        ``force``: segment every image again.
+        ``force``: segment every image again; ``upgrade``: segment again the images
+        made by a model version that is no longer the active one.
         """
         worker = self.worker
         if worker is None or self.state != "running":
             return False
-        return worker.submit(study_id, JobOptions(retry_failed=retry_failed, force=force))
+        return worker.submit(study_id, JobOptions(retry_failed=retry_failed, force=force, upgrade=upgrade))
 
     def request(self, study_id: str, retry_failed: bool = True, force: bool = False) -> bool:
         """A manual request: recorded durably first (it survives a restart), then queued.
@@ -230,7 +239,9 @@ class Service:
         if worker is None or self.state != "running":
             return False
         self.workstate.enqueue(study_id, retry_failed=retry_failed, force=force)
-        return worker.submit(study_id, JobOptions(retry_failed=retry_failed, force=force), coalesce=True)
+        # a manual request also segments again the images made by a superseded model version
+        options = JobOptions(retry_failed=retry_failed, force=force, upgrade=True)
+        return worker.submit(study_id, options, coalesce=True)
 
     def new_instance(self, instance_id: str) -> None:
         """An instance arrived (``NEW_INSTANCE``): note it, nothing more (no I/O)."""
@@ -246,6 +257,9 @@ class Service:
                 self.state = "stopped"
         if tracker is not None:
             tracker.stop()
+        registry = self.registry
+        if registry is not None:
+            registry.stop()
         if worker is not None:
             worker.stop(self.config.stop_timeout_s)
         if self._recovery_thread is not None:
@@ -265,7 +279,9 @@ class Service:
             return None
         options = options.merge(JobOptions(retry_failed=item.retry_failed, force=item.force))
         item = dataclasses.replace(item, retry_failed=options.retry_failed, force=options.force)  # what the job does
-        result = jobs.run(study_id, should_stop, retry_failed=options.retry_failed, force=options.force)
+        result = jobs.run(
+            study_id, should_stop, retry_failed=options.retry_failed, force=options.force, upgrade=options.upgrade
+        )
         self._note_outcome(study_id, result)
         self._settle(item, result, should_stop())
         for after in self.after_job:
@@ -337,7 +353,8 @@ class Service:
                     meta = self.gateway.study_metadata(study_id)
                 except GatewayError:
                     continue  # deleted meanwhile
-                if needs_work(meta.result, meta.last_update, jobs.models):
+                outdated = jobs.pipelines().outdated if jobs.reprocess_on_upgrade else None
+                if needs_work(meta.result, meta.last_update, outdated):
                     yield study_id
             since += len(ids)
 
@@ -348,7 +365,8 @@ class Service:
         for item in self.workstate.list():
             if item.state == GAVE_UP:
                 continue
-            options = JobOptions(retry_failed=item.retry_failed, force=item.force)
+            # recorded requests are manual ones (or their retries): they cover upgrades too
+            options = JobOptions(retry_failed=item.retry_failed, force=item.force, upgrade=True)
             worker = self.worker
             if worker is not None and worker.submit(item.study_id, options, not_before=item.not_before or None):
                 queued += 1
@@ -474,11 +492,36 @@ class Service:
             "failed": failed,
         }
 
+    # -- models ----------------------------------------------------------------------------
     @property
-    def cards(self) -> list[Any]:
-        """The loaded models' cards (empty until the models are loaded)."""
+    def registry(self) -> Any:
+        """The model registry (:class:`scintiseg.registry.Registry`), ``None`` until loaded."""
         jobs = self.jobs
-        return list(jobs.cards) if jobs else []
+        return getattr(jobs.pipelines, "registry", None) if jobs else None
+
+    def model_entries(self) -> list[dict[str, Any]]:
+        """Every model folder, loaded or not (``GET /scintiseg/models``)."""
+        registry = self.registry
+        return [e.describe() for e in registry.current.entries] if registry is not None else []
+
+    def reload_models(self) -> list[dict[str, Any]] | None:
+        """Rescan the models folder now; ``None`` when the service has no registry."""
+        registry = self.registry
+        if registry is None:
+            return None
+        return [e.describe() for e in registry.reload().entries]
+
+    def agreement(self, name: str, version: str) -> dict[str, Any] | None:
+        """A shadow model's agreement summary; ``None`` when no folder has that model."""
+        registry, jobs = self.registry, self.jobs
+        if registry is None or jobs is None:
+            return None
+        entry = registry.current.entry(name, version)
+        if entry is None:
+            return None
+        log_ = getattr(jobs.pipelines, "agreement", None)
+        summary = log_.summary(entry.ident) if log_ is not None else {"images": 0}
+        return {"model": entry.ident, "stage": entry.stage, **summary}
 
     def wait_idle(self, timeout: float) -> bool:
         worker = self.worker

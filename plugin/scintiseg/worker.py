@@ -46,19 +46,26 @@ class JobOptions:
     retry_failed: bool = False
     #: segment every image again, whatever the previous result says
     force: bool = False
+    #: segment again the images made by a model version that is no longer the active one
+    upgrade: bool = False
     #: queued by the start-up scan: a cluster leaves a study that already waits or runs alone
     from_scan: bool = False
 
     def merge(self, other: JobOptions) -> JobOptions:
         return JobOptions(
-            self.retry_failed or other.retry_failed,
-            self.force or other.force,
-            self.from_scan and other.from_scan,
+            retry_failed=self.retry_failed or other.retry_failed,
+            force=self.force or other.force,
+            upgrade=self.upgrade or other.upgrade,
+            from_scan=self.from_scan and other.from_scan,
         )
 
     def covers(self, other: JobOptions) -> bool:
         """Whether a job run with these options does all that ``other`` asks."""
-        return (self.retry_failed or not other.retry_failed) and (self.force or not other.force)
+        return (
+            (self.retry_failed or not other.retry_failed)
+            and (self.force or not other.force)
+            and (self.upgrade or self.force or not other.upgrade)
+        )
 
 
 #: ``handler(study_id, should_stop, options)``; its exceptions are logged, never raised.

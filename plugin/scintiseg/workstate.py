@@ -53,8 +53,12 @@ detection, never by version number):
 * :class:`QueueWorkState` (plugin queues with ``ReserveQueueValue`` /
   ``AcknowledgeQueueValue``, Orthanc >= 1.12.10, plugin 7): the records in
   the key-value store, plus each request pushed to a durable queue whose
-  reservations expire, so that a process dying mid-job gives its request back
-  (``take`` reserves the next request, ``complete`` acknowledges it).
+  reservations expire, so that a process dying mid-job gives its request back.
+  ``take`` reserves the next request and ``complete`` / ``fail`` acknowledge
+  what this process reserved. The single-node service dispatches from its own
+  worker queue and reserves only at ``load`` (a value it did not reserve is
+  acknowledged at the next start, once its record is gone); a node pulling
+  work from a shared queue calls ``take`` in its loop.
 * :class:`MemoryWorkState`: nothing durable (tests; the ``off`` choice).
 
 A further backend (a database table, one row per study with an atomic

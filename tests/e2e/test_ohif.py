@@ -69,7 +69,7 @@ def test_seg_overlay_in_ohif(server: Server, processed_study: ProcessedStudy, tm
     assert frame < drawn.sum() / 10
 
     nodules = sum(
-        f["nodule_count"]
+        f["labels"]["nodule"]["count"]
         for image_result in processed_study.result["images"].values()
         for f in image_result.get("frames", [])
     )

@@ -16,7 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from fake_models import write_fake_models  # noqa: E402
-from orthanc_harness import VERSIONS_SEEN, OrthancServer, missing_tools, trained_models  # noqa: E402
+from orthanc_harness import VERSIONS_SEEN, OrthancServer, missing_tools, serving, trained_models  # noqa: E402
 from pg_harness import PostgresServer  # noqa: E402
 
 
@@ -35,15 +35,7 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def orthanc(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[OrthancServer]:
-    missing = missing_tools()
-    if missing:
-        pytest.skip(missing)
-    server = OrthancServer(data=tmp_path_factory.mktemp("orthanc"), models=models_dir)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serving(tmp_path_factory.mktemp("orthanc"), models_dir)
 
 
 @pytest.fixture

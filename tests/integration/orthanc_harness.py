@@ -25,7 +25,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,7 +35,7 @@ import pydicom
 from dicom_tools import dciodvfy_path  # noqa: F401  (re-exported to the tests)
 
 from scintiseg.config import strip_json_comments
-from scintiseg.modelcard import ModelCardError, find_cards
+from scintiseg.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,13 +74,11 @@ def missing_tools() -> str | None:
 
 
 def trained_models() -> Path | None:
-    """``$SCINTISEG_MODELS`` or ``models/``, if it holds a valid gland and nodule model."""
+    """``$SCINTISEG_MODELS`` or ``models/``, if active models there make the gland and nodule labels."""
     folder = Path(os.environ.get("SCINTISEG_MODELS") or ROOT / "models")
-    try:
-        find_cards(folder)
-    except ModelCardError:
-        return None
-    return folder
+    current = Registry(folder, lambda card: card).current  # cards only: no session is loaded
+    labels = {key for e in current.active if e.card is not None for key in e.card.label_keys}
+    return folder if {"gland", "nodule"} <= labels else None
 
 
 def free_port() -> int:
@@ -275,6 +273,21 @@ class OrthancServer:
         wait_for("the plugin's queue to drain", idle, timeout)
 
 
+def serving(data: Path, models: Path) -> Iterator[OrthancServer]:
+    """A started Orthanc on ``models`` (skips when the tools are missing), stopped afterwards."""
+    import pytest
+
+    missing = missing_tools()
+    if missing:
+        pytest.skip(missing)
+    server = OrthancServer(data=data, models=models)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 # -- synthetic studies ---------------------------------------------------------------------
 @dataclass
 class Study:
@@ -286,8 +299,14 @@ class Study:
     nodules: list[list[np.ndarray]]
 
 
-def make_study(out: Path, seed: int, images: int = 1, frames: int = 1, kind: str | None = "normal") -> Study:
-    """``images`` NM instances of ``frames`` frames each (same matrix), seeds from ``seed``."""
+def make_study(
+    out: Path, seed: int, images: int = 1, frames: int = 1, kind: str | None = "normal", isotope: str | None = None
+) -> Study:
+    """``images`` NM instances of ``frames`` frames each (same matrix), seeds from ``seed``.
+
+    ``isotope`` ("Tc-99m", "I-131") forces the scan's isotope, which the DICOM writer
+    records as the radionuclide (code and meaning) and the radiopharmaceutical.
+    """
     from scintiseg.uids import deterministic_uid
     from scintiseg_phantoms.dicom import scan_to_dataset
     from scintiseg_phantoms.thyroid import generate_scan
@@ -297,7 +316,7 @@ def make_study(out: Path, seed: int, images: int = 1, frames: int = 1, kind: str
     study_uid = deterministic_uid(*base, "study")
     files, glands, nodules = [], [], []
     for i in range(images):
-        scan = generate_scan(seed * 100 + i, kind=kind, matrix=128)
+        scan = generate_scan(seed * 100 + i, kind=kind, matrix=128, isotope=isotope)
         # the frames of one instance share matrix, spacing and isotope: frame f > 0 is the
         # first one mirrored and/or flipped (a different image with known truth)
         scans = [scan] + [

@@ -197,7 +197,8 @@ def test_each_bad_input_gets_its_reason(orthanc: OrthancServer, sent: dict[str, 
         assert result["retriable"] is False, "bad input must not be retried"
     if name == "no_pixel_spacing":
         (image,) = result["images"].values()
-        assert image["frames"][0]["gland_pixels"] > 0 and image["frames"][0]["gland_area_mm2"] is None
+        gland = image["frames"][0]["labels"]["gland"]
+        assert gland["pixels"] > 0 and gland["area_mm2"] is None
 
 
 def test_a_truncated_file_is_refused_or_recorded_and_orthanc_serves_on(

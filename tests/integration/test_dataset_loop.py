@@ -23,7 +23,7 @@ import numpy as np
 import pydicom
 import pytest
 from identity_scan import identifying_values, leaks_in_bytes
-from orthanc_harness import ROOT, STABLE_AGE, OrthancServer, Study, make_study, missing_tools, wait_for
+from orthanc_harness import STABLE_AGE, VENV, OrthancServer, Study, make_study, missing_tools, wait_for
 from test_anonymization import pseudonym, scintiseg_section, wait_pseudonymized, with_identity
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -33,7 +33,8 @@ from test_physician_labels import labels, stow  # noqa: E402
 from scintiseg.datasets import split_of  # noqa: E402
 from scintiseg.nifti import read_nifti  # noqa: E402
 
-PYTHON = str(ROOT / ".venv" / "bin" / "python")
+PYTHON = str(VENV / "bin" / "python")
+SCINTISEG = str(VENV / "bin" / "scintiseg")
 SEEDS = (51, 52, 53, 54)
 
 
@@ -64,6 +65,7 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.training
 def test_pseudonymized_labelled_database_exports_and_trains_a_loadable_model(tmp_path: Path,
                                                                              models_dir: Path) -> None:
     missing = missing_tools()
@@ -79,7 +81,7 @@ def test_pseudonymized_labelled_database_exports_and_trains_a_loadable_model(tmp
 
         # the command line export, with its progress bar
         out = tmp_path / "export"
-        proc = run(str(ROOT / ".venv" / "bin" / "scintiseg"), "export", "--url", orthanc.url, "--out", str(out),
+        proc = run(SCINTISEG, "export", "--url", orthanc.url, "--out", str(out),
                    cwd=tmp_path)
         assert f"{len(SEEDS)}/{len(SEEDS)} images" in proc.stderr
         dataset = json.loads((out / "dataset.json").read_text())
@@ -152,7 +154,7 @@ def test_command_line_export_signs_in_when_orthanc_authentication_is_on(tmp_path
                             extra_config={"AuthenticationEnabled": True, "RegisteredUsers": {"nurse": "s3cret-pass"}})
     orthanc.start()
     try:
-        scintiseg = str(ROOT / ".venv" / "bin" / "scintiseg")
+        scintiseg = SCINTISEG
         refused = subprocess.run([scintiseg, "export", "--url", orthanc.url, "--out", str(tmp_path / "no")],
                                  capture_output=True, text=True, timeout=120, check=False)
         assert refused.returncode == 1 and "401" in refused.stderr, refused.stderr

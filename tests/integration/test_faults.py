@@ -90,7 +90,8 @@ def test_a_model_file_removed_then_restored_is_retried_through(
         sid = send_one(server, tmp_path, seed=4000)
         result = server.result(sid)
         assert result is not None and result["status"] == "failed" and result["retriable"] is True
-        assert "was removed since start-up" in result["reason"]
+        # the registry notices before the job starts: the served gland model is refused
+        assert "is refused now" in result["reason"] and "not found" in result["reason"], result["reason"]
         (retrying,) = [r for r in queue(server)["retrying"] if r["study"] == sid]
         assert retrying["attempts"] == 1 and retrying["retry_at"]
         aside.rename(onnx)  # restored: the automatic retry goes through
@@ -108,7 +109,7 @@ def test_a_corrupted_model_file_fails_until_the_limit_then_a_manual_retry_works(
         onnx.write_bytes(original[: len(original) // 2])  # a half-copied file
         sid = send_one(server, tmp_path, seed=4001)
         failed = wait_for("the retries to run out", lambda: gave_up(server, sid), 30)
-        assert "changed since start-up" in failed["reason"]
+        assert "is refused now" in failed["reason"] and "sha256 of model.onnx" in failed["reason"], failed
         assert server.get("/system")["Version"]  # Orthanc serves on
         onnx.write_bytes(original)
         answer = json.loads(server.request("POST", f"/scintiseg/studies/{sid}/process"))

@@ -67,10 +67,14 @@ def test_study_result_and_measurements(orthanc: OrthancServer, processed: tuple,
     (image,) = body["images"]
     assert image["seg_instance_id"] in body["seg_instance_ids"]
     assert image["timings_ms"]["gland_inference_ms"] > 0
-    frame = image["frames"][0]
-    assert frame["gland_area_mm2"] > 0 and frame["gland_counts"] > 0
-    for nodule in frame["nodules"]:
-        assert nodule["lobe"] in ("right", "left", "isthmus") and nodule["area_mm2"] > 0
+    assert {m["name"] for m in image["models"]} == {"scintiseg-gland", "scintiseg-nodule"}
+    assert image["flags"] == []
+    labels = {lb["key"]: lb for lb in image["frames"][0]["labels"]}
+    assert labels["gland"]["area_mm2"] > 0 and labels["gland"]["counts"] > 0
+    assert labels["gland"]["name"] == "Thyroid gland" and labels["gland"]["colour"] == list(GLAND_RGB)
+    assert labels["nodule"]["count"] == len(labels["nodule"]["components"])
+    for nodule in labels["nodule"]["components"]:
+        assert nodule["lobe"] in ("right", "left") and nodule["area_mm2"] > 0
 
 
 def test_preview_png_and_secondary_capture(
@@ -96,7 +100,12 @@ def test_preview_png_and_secondary_capture(
 
 def test_models_queue_health(orthanc: OrthancServer, processed: tuple, spec: dict[str, Any]) -> None:
     status, _, body = api(orthanc, spec, "GET", "/scintiseg/models")
-    assert status == 200 and sorted(m["task"] for m in body["models"]) == ["gland", "nodule"]
+    assert status == 200
+    assert sorted((m["labels"][0]["key"], m["stage"], m["error"]) for m in body["models"]) == [
+        ("gland", "active", None), ("nodule", "active", None)]
+    assert all(m["sha256"] and m["applies_to"]["modalities"] == ["NM"] for m in body["models"])
+    status, _, reloaded = api(orthanc, spec, "POST", "/scintiseg/models/reload")
+    assert status == 200 and reloaded == body
     status, _, body = api(orthanc, spec, "GET", "/scintiseg/health")
     assert status == 200 and body["status"] == "ok" and "CPUExecutionProvider" in body["providers"]
     orthanc.wait_idle()
@@ -116,6 +125,25 @@ def test_errors(orthanc: OrthancServer, processed: tuple, spec: dict[str, Any]) 
     assert status == 405 and headers.get("Allow") == "GET"
     status, headers, _ = api(orthanc, spec, "GET", f"/scintiseg/studies/{sid}/process")
     assert status == 405 and headers.get("Allow") == "POST"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/scintiseg/no-such-route",
+        "/scintiseg/studies/a/b/c",
+        # Orthanc reads a backslash as a separator: this id reaches no route of ORTHANC_ROUTES
+        "/scintiseg/studies/%F0%A1%9B%94_-%5C%C3%A2%5D",
+        "/scintiseg/studies/x%5Cy/labels",
+    ],
+)
+def test_unknown_paths_get_this_apis_json_404(orthanc: OrthancServer, path: str) -> None:
+    status, headers, data = http(orthanc, "GET", path)
+    assert status == 404
+    assert headers.get("Content-Type", "").startswith("application/json")
+    body = json.loads(data)
+    assert set(body) == {"error", "status"} and body["status"] == 404
+    assert body["error"].startswith("no such ScintiSeg route")
 
 
 def test_reprocess_adds_no_duplicate(orthanc: OrthancServer, processed: tuple, spec: dict[str, Any]) -> None:

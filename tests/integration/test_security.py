@@ -173,8 +173,9 @@ def test_models_outside_the_configured_folder_are_refused(tmp_path: Path, models
     elsewhere.mkdir()
     card_path = next(models.glob("*gland*/card.json"))
     card = json.loads(card_path.read_text())
-    shutil.copy(card_path.parent / card["onnx"], elsewhere / "model.onnx")
-    card["onnx"] = "../../elsewhere/model.onnx"
+    stage = card["stages"][0] if "stages" in card else card  # card schema 2, or the first format
+    shutil.copy(card_path.parent / stage["onnx"], elsewhere / "model.onnx")
+    stage["onnx"] = "../../elsewhere/model.onnx"
     card_path.write_text(json.dumps(card))
     server = start(tmp_path, models)
     with pytest.raises(AssertionError, match="outside the models folder"):

@@ -31,6 +31,7 @@ from scintiseg.gateway import (
     parse_result,
 )
 from scintiseg.nm import NotNMImageError
+from scintiseg.pipeline import NoModelApplies
 
 SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -243,23 +244,44 @@ class FakeSegResult:
     source_sop_instance_uid: str
     timings_ms: dict[str, float]
 
+    models: list[str] = field(default_factory=list)
+
     def summary(self) -> dict[str, Any]:
         return {
             "source_sop_instance_uid": self.source_sop_instance_uid,
             "seg_sop_instance_uid": str(self.seg.SOPInstanceUID),
-            "frames": [{"frame": 1, "gland_pixels": 42, "nodule_count": 0, "nodules": []}],
+            "models": list(self.models),
+            "frames": [{"frame": 1, "labels": {"gland": {"pixels": 42}, "nodule": {"count": 0, "components": []}}}],
             "timings_ms": dict(self.timings_ms),
         }
 
 
 class FakePipeline:
-    """Deterministic 'SEG' per source and model version; records what it processed."""
+    """Deterministic 'SEG' per source and model version; records what it processed.
+
+    ``version`` "1" serves ``scintiseg-gland@1.0.0`` and ``scintiseg-nodule@1.0.0``;
+    ``applies`` says which series some model applies to, ``not_applying`` the SOP
+    Instance UIDs no model applies to (by their header).
+    """
 
     def __init__(self, version: str = "1") -> None:
         self.version = version
+        self.models = [f"scintiseg-gland@{version}.0.0", f"scintiseg-nodule@{version}.0.0"]
         self.processed: list[str] = []
         self.fail: dict[str, Exception] = {}  # SOP Instance UID -> exception to raise
         self.fail_preview: dict[str, Exception] = {}  # same, for the preview picture
+        self.applies: Callable[[str, str], bool] = lambda modality, description: True
+        self.not_applying: set[str] = set()
+
+    def applies_to_series(self, modality: str, description: str) -> bool:
+        return self.applies(modality, description)
+
+    def unavailable(self, modality: str, description: str) -> list[tuple[str, str]]:
+        return []
+
+    def outdated(self, idents: Any) -> list[str]:
+        active = dict(m.split("@", 1) for m in self.models)
+        return [i for i in idents if i.split("@", 1)[0] in active and active[i.split("@", 1)[0]] != i.split("@", 1)[1]]
 
     def process(self, source: Dataset) -> FakeSegResult:
         uid = str(source.SOPInstanceUID)
@@ -267,9 +289,12 @@ class FakePipeline:
             raise self.fail[uid]
         if str(source.get("Modality", "")) != "NM":
             raise NotNMImageError(f"instance {uid} is not a nuclear-medicine image")
+        if uid in self.not_applying:
+            raise NoModelApplies("no model applies: radionuclide ^201^Thallium")
         self.processed.append(uid)
         seg = self._derived(source, "seg", SEG_STORAGE, "SEG", "ScintiSeg")
-        return FakeSegResult(seg, uid, {"gland_inference_ms": 10.0, "nodule_inference_ms": 5.0, "seg_encode_ms": 1.0})
+        timings = {"gland_inference_ms": 10.0, "nodule_inference_ms": 5.0, "seg_encode_ms": 1.0}
+        return FakeSegResult(seg, uid, timings, list(self.models))
 
     def preview(self, source: Dataset, result: FakeSegResult) -> Dataset:
         """A header-only 'Secondary Capture' per source and model version (modality OT)."""

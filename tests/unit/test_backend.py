@@ -67,9 +67,13 @@ def test_a_processed_study_through_the_api(running: Any, spec: dict[str, Any]) -
     assert [m["ident"] for m in body["models"]] == service.jobs.models  # type: ignore[union-attr]
     (image,) = body["images"]
     assert image["seg_instance_id"] in gateway.instances
-    frame = image["frames"][0]
-    assert frame["gland_area_mm2"] > 0 and frame["gland_counts"] > 0
-    assert frame["right_lobe_share_pct"] + frame["left_lobe_share_pct"] == pytest.approx(100, abs=0.2)
+    gland = image["frames"][0]["labels"][0]
+    assert gland["key"] == "gland" and gland["area_mm2"] > 0 and gland["counts"] > 0
+    assert gland["right_lobe_share_pct"] + gland["left_lobe_share_pct"] == pytest.approx(100, abs=0.2)
+    from scintiseg.quality import FLAG_CODES
+
+    assert all(f["code"] in FLAG_CODES and f["message"] for f in image["flags"])
+    assert [m["ident"] for m in image["models"]] == service.jobs.models  # type: ignore[union-attr]
     # the preview picture was stored in the study too, as a Secondary Capture (OT)
     assert {i.modality for i in gateway.instances.values()} == {"NM", "SEG", "OT"}
 
@@ -80,7 +84,8 @@ def test_a_processed_study_through_the_api(running: Any, spec: dict[str, Any]) -
 
     answer, body = call(backend, spec, "GET", "/scintiseg/models")
     assert answer.status == 200
-    assert sorted(m["task"] for m in body["models"]) == ["gland", "nodule"]
+    assert sorted((m["labels"][0]["key"], m["stage"]) for m in body["models"]) == [
+        ("gland", "active"), ("nodule", "active")]
     answer, body = call(backend, spec, "GET", "/scintiseg/health")
     assert answer.status == 200 and body["status"] == "ok"
     answer, body = call(backend, spec, "GET", "/scintiseg/queue")

@@ -27,7 +27,7 @@ def nm_dataset(seed, frames=1, **kw):
 
 @pytest.fixture(scope="module")
 def pipeline(fake_models_dir):
-    return Pipeline(Segmenter.from_models_dir(fake_models_dir))
+    return Pipeline.from_models_dir(fake_models_dir)
 
 
 def test_segmenter_uses_cpu_here_and_logs_it(fake_models_dir, caplog):
@@ -44,8 +44,9 @@ def test_pipeline_any_matrix(pipeline, matrix):
     seg = result.seg
     assert seg.StudyInstanceUID == ds.StudyInstanceUID
     assert seg.Rows == matrix and seg.Columns == matrix
-    assert len(result.frames) == 1 and result.frames[0]["gland_pixels"] > 0
-    for key in ("decode_ms", "preprocess_ms", "gland_inference_ms", "seg_encode_ms", "total_ms"):
+    assert len(result.frames) == 1 and result.frames[0]["labels"]["gland"]["pixels"] > 0
+    assert result.models == ["scintiseg-gland@0.0.0-test", "scintiseg-nodule@0.0.0-test"]
+    for key in ("decode_ms", "preprocess_ms", "gland_inference_ms", "flags_ms", "seg_encode_ms", "total_ms"):
         assert result.timings_ms[key] >= 0
     # the stand-in gland model (bright pixels) overlaps the true gland
     gland = segread_masks(seg, ds)[0][..., 0]
@@ -63,8 +64,8 @@ def segread_masks(seg_ds, source):
 
     buf = io.BytesIO()
     seg_ds.save_as(buf, enforce_file_format=True)
-    gland, nodules = masks_from_seg(pydicom.dcmread(io.BytesIO(buf.getvalue())), source)
-    return np.stack([gland, nodules], axis=-1)
+    layers = masks_from_seg(pydicom.dcmread(io.BytesIO(buf.getvalue())), source)
+    return np.stack([layer.mask for layer in layers], axis=-1)
 
 
 def test_multiframe_every_frame_segmented(pipeline):
@@ -81,7 +82,7 @@ def test_same_models_same_uids_new_models_new_series(pipeline, fake_models_dir, 
     assert a.seg.SeriesInstanceUID == b.seg.SeriesInstanceUID
     from integration.fake_models import write_fake_models
 
-    other = Pipeline(Segmenter.from_models_dir(write_fake_models(tmp_path / "m", version="9.9.9")))
+    other = Pipeline.from_models_dir(write_fake_models(tmp_path / "m", version="9.9.9"))
     c = other.process(ds)
     assert c.seg.SeriesInstanceUID != a.seg.SeriesInstanceUID
     assert "9.9.9" in c.seg.SeriesDescription
@@ -104,7 +105,7 @@ def test_cli_segment_summary_skip_and_exit_code(fake_models_dir, tmp_path, capsy
     captured = capsys.readouterr()
     assert rc == 1
     lines = [line for line in captured.out.splitlines() if "mm²" in line]
-    assert len(lines) == 2 and all("nodule(s)" in line and " ms " in line for line in lines)
+    assert len(lines) == 2 and all("gland " in line and "nodule " in line and " ms " in line for line in lines)
     assert "SKIP" in captured.err and "notes.txt" in captured.err
     assert "not an NM image" in captured.err and "ct.dcm" in captured.err
     segs = sorted(out.glob("SEG_*.dcm"))
@@ -145,31 +146,30 @@ def test_gland_refine_pass_outlines_the_gland_again(tmp_path):
     from integration.fake_models import write_fake_models
 
     from scintiseg import postprocess
-    from scintiseg.preprocess import gland_window, logits_to_source, model_input
+    from scintiseg.preprocess import Normalisation, gland_window, logits_to_source, model_input
 
     plain = Segmenter.from_models_dir(write_fake_models(tmp_path / "plain"))
-    # the second pass keeps only the brightest part of the window: a smaller gland
+    # the second stage keeps only the brightest part of the window: a smaller gland
     refined = Segmenter.from_models_dir(write_fake_models(tmp_path / "refined", refine=(40.0, 0.7)))
-    assert plain.gland_refine is None and refined.gland_refine is not None
+    assert len(plain.model("gland").stages) == 1 and len(refined.model("gland").stages) == 2
     assert refined.model_idents == plain.model_idents  # one model, one version
     scan = generate_scan(11, matrix=128, kind="normal")
     counts = np.asarray(scan.counts, np.float32)
-    first = plain.segment_frame(counts, scan.pixel_spacing_mm)
-    second = refined.segment_frame(counts, scan.pixel_spacing_mm)
-    assert first.gland.any() and 0 < second.gland.sum() < first.gland.sum()
-    # what the refine pass computes: the first pass's window, the refine model, the same cleaning
-    card = refined.gland_refine.card
-    win = gland_window(first.gland)
-    x = model_input(counts, win, card.size, card.normalisation)
+    first = plain.segment_frame(counts, scan.pixel_spacing_mm).masks
+    second = refined.segment_frame(counts, scan.pixel_spacing_mm).masks
+    assert first["gland"].any() and 0 < second["gland"].sum() < first["gland"].sum()
+    # what the second stage computes: the first stage's window, its model, the same cleaning
+    stage = refined.model("gland").stages[1]
+    win = gland_window(first["gland"])
+    x = model_input(counts, win, stage.stage.size, Normalisation(99.0, 1.5))
     expect = postprocess.clean_gland(
-        logits_to_source(refined.gland_refine.run(x[None])[0], win, counts.shape) > 0,
-        scan.pixel_spacing_mm, refined.gland.card.min_component_mm2,
+        logits_to_source(stage.run(x[None])[0, 0], win, counts.shape) > 0, scan.pixel_spacing_mm, 20.0,
     )
-    assert np.array_equal(second.gland, expect)
-    assert not (second.nodules & ~second.gland).any()
-    # a second pass that finds nothing keeps the first pass's gland
+    assert np.array_equal(second["gland"], expect)
+    assert not (second["nodule"] & ~second["gland"]).any()
+    # a second stage that finds nothing keeps the first stage's gland
     blind = Segmenter.from_models_dir(write_fake_models(tmp_path / "blind", refine=(40.0, 2.0)))
-    assert np.array_equal(blind.segment_frame(counts, scan.pixel_spacing_mm).gland, first.gland)
-    # a frame without a gland skips the second pass and stays empty
+    assert np.array_equal(blind.segment_frame(counts, scan.pixel_spacing_mm).masks["gland"], first["gland"])
+    # a frame without a gland skips the second stage and stays empty
     empty = refined.segment_frames(np.stack([np.zeros_like(counts), counts]), scan.pixel_spacing_mm)
-    assert not empty[0].gland.any() and np.array_equal(empty[1].gland, second.gland)
+    assert not empty[0].masks["gland"].any() and np.array_equal(empty[1].masks["gland"], second["gland"])

@@ -23,7 +23,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scintiseg.config import Selection
-from scintiseg.inference import Segmenter
 from scintiseg.jobs import STATUSES, StudyJobs
 from scintiseg.pipeline import Pipeline
 
@@ -58,7 +57,7 @@ def base_file(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 @pytest.fixture(scope="module")
 def pipeline(fake_models_dir: Path) -> Pipeline:
-    return Pipeline(Segmenter.from_models_dir(fake_models_dir))
+    return Pipeline.from_models_dir(fake_models_dir)
 
 
 def run_job(pipeline: Pipeline, data: bytes) -> dict[str, Any]:
@@ -68,7 +67,7 @@ def run_job(pipeline: Pipeline, data: bytes) -> dict[str, Any]:
     except Exception:  # noqa: BLE001  (a header Orthanc could not index is never stored)
         return {}
     study = gw.study_of[iid]
-    jobs = StudyJobs(gw, pipeline, Selection(), ["g@0", "n@0"])
+    jobs = StudyJobs(gw, lambda: pipeline, Selection())
     result = jobs.run(study)
     assert result is not None and result["status"] in STATUSES
     return result

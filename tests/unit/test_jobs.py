@@ -29,7 +29,8 @@ MODELS = ["scintiseg-gland@1.0.0", "scintiseg-nodule@1.0.0"]
 
 def make_jobs(gw: FakeGateway, pipe: FakePipeline | None = None, **selection: object) -> StudyJobs:
     rules = Selection(**selection)  # type: ignore[arg-type]
-    return StudyJobs(gw, pipe or FakePipeline(), rules, MODELS, ["CPUExecutionProvider"])
+    pipe = pipe or FakePipeline()
+    return StudyJobs(gw, lambda: pipe, rules, ["CPUExecutionProvider"])
 
 
 def nm_study(gw: FakeGateway, seed: int = 0, images: int = 1) -> tuple[str, list[str]]:
@@ -73,7 +74,7 @@ def test_stable_again_after_our_seg_does_nothing() -> None:
     assert again is not None and again["status"] == DONE
     assert gw.count("write_result") == writes, "nothing to do must write nothing"
     assert gw.count("instance_file") == fetches and len(pipe.processed) == 1
-    assert not needs_work(gw.result(study), str(gw.last_update[study]), MODELS)
+    assert not needs_work(gw.result(study), str(gw.last_update[study]))
 
 
 def test_new_image_later_is_processed_alone() -> None:
@@ -84,22 +85,78 @@ def test_new_image_later_is_processed_alone() -> None:
     late = make_nm(seed=0, rows=100)
     late.StudyInstanceUID = make_nm(seed=0).StudyInstanceUID
     gw.add(late)
-    assert needs_work(gw.result(study), str(gw.last_update[study]), MODELS)
+    assert needs_work(gw.result(study), str(gw.last_update[study]))
     result = jobs.run(study)
     assert result is not None and result["status"] == DONE
     assert pipe.processed[-1] == str(late.SOPInstanceUID) and len(pipe.processed) == 2
     assert len(result["images"]) == 2 and len(result["seg_instance_ids"]) == 2
 
 
-def test_other_model_versions_process_again() -> None:
+def test_an_upgrade_reprocesses_only_when_asked() -> None:
+    gw = FakeGateway()
+    study, ids = nm_study(gw, images=2)
+    make_jobs(gw).run(study)
+    old_segs = set(gw.result(study)["seg_instance_ids"])
+    new = FakePipeline(version="2")
+    upgraded = StudyJobs(gw, lambda: new, Selection())
+    # the start-up scan does not requeue the database after an upgrade...
+    assert not needs_work(gw.result(study), str(gw.last_update[study]))
+    # ...unless ReprocessOnUpgrade: the study was made by a superseded version
+    assert needs_work(gw.result(study), str(gw.last_update[study]), new.outdated)
+    again = upgraded.run(study)  # turning stable again: the images stay as they were
+    assert again is not None and new.processed == [] and again["models"] == MODELS
+    result = upgraded.run(study, upgrade=True)  # POST .../process
+    assert result is not None and result["status"] == DONE and len(new.processed) == 2
+    assert result["models"] == ["scintiseg-gland@2.0.0", "scintiseg-nodule@2.0.0"]
+    for entry in result["images"].values():
+        assert entry["models"] == new.models
+    # a new SEG series is added; the old one kept (DeleteSupersededSeg is off)
+    assert old_segs <= set(gw.instances) and not old_segs & set(result["seg_instance_ids"])
+    assert upgraded.run(study, upgrade=True) == result and len(new.processed) == 2  # nothing left to do
+
+
+def test_reprocess_on_upgrade_and_delete_superseded_seg() -> None:
     gw = FakeGateway()
     study, _ = nm_study(gw)
     make_jobs(gw).run(study)
-    upgraded = StudyJobs(gw, FakePipeline(version="2"), Selection(), ["scintiseg-gland@2.0.0", "n@2"])
-    assert needs_work(gw.result(study), str(gw.last_update[study]), upgraded.models)
-    result = upgraded.run(study)
-    assert result is not None and result["models"] == ["scintiseg-gland@2.0.0", "n@2"]
-    assert gw.count("store_instance") == 2
+    (old_seg,) = gw.result(study)["seg_instance_ids"]
+    new = FakePipeline(version="2")
+    jobs = StudyJobs(gw, lambda: new, Selection(), reprocess_on_upgrade=True, delete_superseded_seg=True)
+    result = jobs.run(study)
+    assert result is not None and len(new.processed) == 1
+    (new_seg,) = result["seg_instance_ids"]
+    assert new_seg in gw.instances and old_seg not in gw.instances and gw.count("delete_instance") == 1
+
+
+def test_a_job_keeps_the_models_it_started_with() -> None:
+    gw = FakeGateway()
+    study, _ = nm_study(gw, images=3)
+    first, second = FakePipeline(version="1"), FakePipeline(version="2")
+    snapshots = iter([first, second, second])
+    jobs = StudyJobs(gw, lambda: next(snapshots), Selection())
+    result = jobs.run(study)  # the registry "reloads" after the job's start: no effect on it
+    assert result is not None and result["status"] == DONE
+    assert len(first.processed) == 3 and second.processed == []
+    assert result["models"] == MODELS
+
+
+def test_a_study_no_model_applies_to_is_skipped_from_the_index() -> None:
+    gw, pipe = FakeGateway(), FakePipeline()
+    study, _ = nm_study(gw)
+    pipe.applies = lambda modality, description: "bone" in description.lower()
+    result = make_jobs(gw, pipe).run(study)
+    assert result is not None and result["status"] == SKIPPED
+    assert "no active model applies to the series" in result["reason"]
+    assert gw.count("instance_file") == 0 and gw.count("series_instances") == 0
+
+
+def test_an_image_no_model_applies_to_is_skipped_with_the_reason() -> None:
+    gw, pipe = FakeGateway(), FakePipeline()
+    study, ids = nm_study(gw)
+    pipe.not_applying.add(gw.instances[ids[0]].sop_instance_uid)
+    result = make_jobs(gw, pipe).run(study)
+    assert result is not None and result["status"] == SKIPPED
+    assert "radionuclide ^201^Thallium" in result["reason"] and gw.count("store_instance") == 0
 
 
 def test_ct_study_is_skipped_cheaply_with_a_reason() -> None:
@@ -189,7 +246,7 @@ def test_job_error_boundary_records_failure_and_never_raises(caplog: pytest.LogC
     assert result["reason"].startswith("internal error: GatewayError") and "database is locked" in result["reason"]
     assert "Traceback" in caplog.text or any(r.exc_info for r in caplog.records)
     # a failure recorded by the boundary is retried at the next start
-    assert needs_work(gw.result(study), str(gw.last_update[study]), MODELS)
+    assert needs_work(gw.result(study), str(gw.last_update[study]))
 
 
 def test_boundary_survives_a_store_that_cannot_even_record() -> None:
@@ -217,7 +274,7 @@ def test_stop_between_images_leaves_pending_then_resumes() -> None:
     gw.on_store = store_then_stop
     result = make_jobs(gw, pipe).run(study, should_stop=lambda: stop["now"])
     assert result is not None and result["status"] == PENDING and len(result["images"]) == 1
-    assert needs_work(gw.result(study), str(gw.last_update[study]), MODELS)
+    assert needs_work(gw.result(study), str(gw.last_update[study]))
     gw.on_store = None
     result = make_jobs(gw, pipe).run(study)
     assert result is not None and result["status"] == DONE
@@ -270,12 +327,22 @@ def test_result_has_no_patient_identity() -> None:
         ({"status": DONE, "models": MODELS, "study_last_update": "1"}, "1", False),
         ({"status": SKIPPED, "models": MODELS, "study_last_update": "1"}, "1", False),
         ({"status": DONE, "models": MODELS, "study_last_update": "1"}, "2", True),
-        ({"status": DONE, "models": ["other@1"], "study_last_update": "1"}, "1", True),
+        # models added or upgraded since never requeue a study by themselves
+        ({"status": DONE, "models": ["other@1"], "study_last_update": "1"}, "1", False),
+        ({"status": DONE, "models": ["scintiseg-gland@0.9.0"], "study_last_update": "1"}, "1", False),
         ({"status": FAILED, "models": MODELS, "study_last_update": "1"}, "1", False),
     ],
 )
 def test_needs_work(result: dict | None, last_update: str, expected: bool) -> None:  # type: ignore[type-arg]
-    assert needs_work(result, last_update, MODELS) is expected
+    assert needs_work(result, last_update) is expected
+
+
+def test_needs_work_with_reprocess_on_upgrade() -> None:
+    outdated = FakePipeline().outdated
+    done = {"status": DONE, "study_last_update": "1"}
+    assert needs_work({**done, "models": ["scintiseg-gland@0.9.0"]}, "1", outdated)
+    assert not needs_work({**done, "models": MODELS}, "1", outdated)
+    assert not needs_work({**done, "models": ["scintiseg-gland-i131@1.0.0"]}, "1", outdated)  # another model
 
 
 def test_study_status_wording() -> None:
@@ -290,7 +357,7 @@ def test_study_status_wording() -> None:
 def test_preview_is_stored_after_each_seg_and_does_not_loop() -> None:
     gw, pipe = FakeGateway(), FakePipeline()
     study, _ = nm_study(gw, images=2)
-    jobs = StudyJobs(gw, pipe, Selection(), MODELS, store_preview=True)
+    jobs = StudyJobs(gw, lambda: pipe, Selection(), store_preview=True)
     result = jobs.run(study)
     assert result is not None and result["status"] == DONE
     assert {i.modality for i in gw.instances.values()} == {"NM", "SEG", "OT"}
@@ -309,7 +376,7 @@ def test_a_failing_preview_costs_the_picture_not_the_seg(caplog: pytest.LogCaptu
     study, ids = nm_study(gw)
     uid = gw.instances[ids[0]].sop_instance_uid
     pipe.fail_preview[uid] = ValueError("cannot draw")
-    result = StudyJobs(gw, pipe, Selection(), MODELS, store_preview=True).run(study)
+    result = StudyJobs(gw, lambda: pipe, Selection(), store_preview=True).run(study)
     assert result is not None and result["status"] == DONE
     entry = result["images"][uid]
     assert entry["seg_instance_id"] in gw.instances and "preview_instance_id" not in entry

@@ -1,13 +1,18 @@
-"""Model cards are validated, and a card that does not match its ONNX file is refused."""
+"""Model cards (schema 2 and the first format) are validated, and a card that does not
+match its ONNX files is refused with the reason."""
 
 import json
+from pathlib import Path
 
 import pytest
 
-from scintiseg.modelcard import ModelCardError, find_cards, load_card, sha256_file
+from scintiseg.modelcard import ModelCardError, convert_v1, load_card, sha256_file, task_card, version_key
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def write_model(folder, task="gland", **changes):
+def write_v1(folder, task="gland", **changes):
+    """A card of the first format (``task``, ``label``, ``refine``)."""
     folder.mkdir(parents=True, exist_ok=True)
     onnx = folder / "model.onnx"
     onnx.write_bytes(b"not really onnx, the card only checks the hash " + task.encode())
@@ -37,34 +42,107 @@ def write_model(folder, task="gland", **changes):
     return card
 
 
-def test_valid_card_loads(tmp_path):
-    write_model(tmp_path / "g")
-    card = load_card(tmp_path / "g")
-    assert card.ident == "scintiseg-gland@1.0.0"
-    assert card.type == ("SCT", "69748006", "Thyroid")
-    assert card.normalisation.percentile == 99.0
-    assert card.min_component_mm2 == 20.0
+def write_v2(folder, task="gland", **changes):
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx = folder / "model.onnx"
+    onnx.write_bytes(b"stand-in " + task.encode())
+    card = task_card(task, name=f"scintiseg-{task}", version="2.0.0",
+                     stages=[{"onnx": "model.onnx", "sha256": sha256_file(onnx)}])
+    card.update(changes)
+    (folder / "card.json").write_text(json.dumps(card))
+    return card
+
+
+def test_schema_2_card_loads(tmp_path):
+    write_v2(tmp_path / "n", "nodule")
+    card = load_card(tmp_path / "n")
+    assert card.ident == "scintiseg-nodule@2.0.0" and card.label_keys == ("nodule",)
+    (label,) = card.labels
+    assert label.type == ("SCT", "27925004", "Nodule") and label.colour == (255, 0, 255) and label.numbered
+    assert card.needs is not None and card.needs.label == "gland"
+    (stage,) = card.stages
+    assert stage.window == "needs" and stage.size == 128 and [s.name for s in stage.pre] == ["normalise"]
+    assert [s.name for s in stage.post] == ["clean_nodules"] and stage.post[0].params["within"] == "gland"
+    assert [(m.kind, m.label) for m in card.measurements] == [("region", "nodule"), ("lesions", "nodule")]
+    assert card.applies_to.modalities == ("NM",) and card.applies_to.priority == 0
+
+
+def test_first_format_card_reads_as_schema_2(tmp_path):
+    folder = tmp_path / "g"
+    write_v1(folder)
+    refine = folder / "refine.onnx"
+    refine.write_bytes(b"a second pass")
+    raw = write_v1(folder, refine={"onnx": "refine.onnx", "sha256": sha256_file(refine),
+                                   "input": {"name": "image", "size": 96, "window": "gland",
+                                             "normalisation": {"percentile": 98.0, "clip": 1.5}},
+                                   "output": {"name": "logits", "threshold": 0.5}})
+    card = load_card(folder)
+    assert card.ident == "scintiseg-gland@1.0.0" and card.label_keys == ("gland",)
+    first, second = card.stages
+    assert (first.window, second.window) == ("image", "previous")
+    assert second.size == 96 and second.threshold == 0.5 and second.pre[0].params["percentile"] == 98.0
+    assert first.post[0].name == "clean_gland" and first.post[0].params["min_component_mm2"] == 20.0
+    converted = convert_v1(raw)
+    assert converted["schema"] == 2 and "task" not in converted and "refine" not in converted
+
+
+def test_shipped_cards_are_schema_2():
+    for folder in sorted((ROOT / "models").iterdir()):
+        raw = json.loads((folder / "card.json").read_text())
+        assert raw["schema"] == 2, folder
+        load_card(folder)
 
 
 def test_tampered_onnx_is_refused(tmp_path):
-    write_model(tmp_path / "g")
+    write_v2(tmp_path / "g")
     (tmp_path / "g" / "model.onnx").write_bytes(b"swapped")
     with pytest.raises(ModelCardError, match="sha256"):
         load_card(tmp_path / "g")
 
 
+def _stage(**changes):
+    return {"onnx": "model.onnx", "sha256": "x", "window": "image", "input": {"name": "image", "size": 128},
+            "output": {"name": "logits"}, **changes}
+
+
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"task": "liver"}, "task"),
-        ({"input": {"name": "image", "size": 128, "window": "crop",
-                    "normalisation": {"percentile": 99, "clip": 1.5}}}, "window"),
-        ({"label": {"name": "x", "category": ["SCT", "1"], "type": ["SCT", "2", "y"]}}, "category"),
-        ({"onnx": "missing.onnx"}, "not found"),
+        ({"schema": 3}, "schema"),
+        ({"colour": 1}, "unknown key"),
+        ({"labels": []}, "at least one label"),
+        ({"labels": [{"key": "Gland!", "name": "x", "category": ["SCT", "1", "a"], "type": ["SCT", "2", "b"],
+                      "colour": [1, 2, 3]}]}, "label key"),
+        ({"labels": [{"key": "g", "name": "x", "category": ["SCT", "1"], "type": ["SCT", "2", "b"],
+                      "colour": [1, 2, 3]}]}, "category"),
+        ({"labels": [{"key": "g", "name": "x", "category": ["SCT", "1", "a"], "type": ["SCT", "2", "b"],
+                      "colour": [1, 2, 300]}]}, "colour"),
+        ({"stages": [_stage(window="crop")]}, "window must be one of"),
+        ({"stages": [_stage(window="previous")]}, "no previous stage"),
+        ({"stages": [_stage(window="needs")]}, "without 'needs'"),
+        ({"stages": [_stage(onnx="missing.onnx")]}, "not found"),
+        ({"stages": [_stage(onnx="../model.onnx")]}, "file of the model folder"),
+        ({"stages": [_stage(pre=[{"step": "sharpen"}])]}, "unknown step 'sharpen'"),
+        ({"stages": [_stage(post=[{"step": "clean_gland", "min_area": 3}])]}, "takes no parameter min_area"),
+        ({"stages": [_stage(post=[{"step": "keep_inside"}])]}, "needs label"),
+        ({"stages": [_stage(post=[{"step": "keep_inside", "label": "liver"}])]}, "refers to label 'liver'"),
+        ({"stages": [_stage(pre=[{"step": "normalise", "percentile": 10}])]}, "percentile"),
+        ({"needs": {"window_of": "gland"}}, "its own label"),
+        ({"applies_to": {"modality": ["NM"]}}, "unknown condition"),
+        ({"applies_to": {"matrix": [512, 64]}}, "matrix"),
+        ({"applies_to": {"series_description": "("}}, "regular expression"),
+        ({"applies_to": {"priority": "high"}}, "priority"),
+        ({"measurements": [{"kind": "volume", "label": "gland"}]}, "measurement kind"),
+        ({"measurements": [{"kind": "region", "label": "nodule"}]}, "not one of the model's labels"),
+        ({"version": "1 0"}, "version"),
     ],
 )
 def test_bad_cards_say_why(tmp_path, changes, message):
-    write_model(tmp_path / "g", **changes)
+    card = write_v2(tmp_path / "g")
+    for stage in changes.get("stages") or []:
+        if stage.get("sha256") == "x":
+            stage["sha256"] = card["stages"][0]["sha256"]
+    write_v2(tmp_path / "g", **changes)
     with pytest.raises(ModelCardError, match=message):
         load_card(tmp_path / "g")
 
@@ -74,46 +152,6 @@ def test_not_json(tmp_path):
     (tmp_path / "g" / "card.json").write_text("{")
     with pytest.raises(ModelCardError, match="JSON"):
         load_card(tmp_path / "g")
-
-
-def test_find_cards_needs_one_model_per_task(tmp_path):
-    write_model(tmp_path / "gland", "gland")
-    with pytest.raises(ModelCardError, match="no nodule model"):
-        find_cards(tmp_path)
-    write_model(tmp_path / "nodule", "nodule")
-    assert set(find_cards(tmp_path)) == {"gland", "nodule"}
-    write_model(tmp_path / "gland2", "gland")
-    with pytest.raises(ModelCardError, match="two gland models"):
-        find_cards(tmp_path)
-
-
-def _refine_section(folder, **changes):
-    onnx = folder / "refine.onnx"
-    onnx.write_bytes(b"a second pass")
-    section = {
-        "onnx": "refine.onnx",
-        "sha256": sha256_file(onnx),
-        "input": {"name": "image", "size": 96, "window": "gland",
-                  "normalisation": {"percentile": 98.0, "clip": 1.5}},
-        "output": {"name": "logits", "threshold": 0.5},
-    }
-    section.update(changes)
-    return section
-
-
-def test_gland_refine_pass_is_part_of_the_gland_model(tmp_path):
-    folder = tmp_path / "g"
-    folder.mkdir()
-    write_model(folder, refine=_refine_section(folder))
-    card = load_card(folder)
-    assert card.refine is not None
-    assert card.refine.ident == card.ident == "scintiseg-gland@1.0.0"
-    assert card.refine.path == folder / "refine.onnx" and card.refine.window == "gland"
-    assert card.refine.size == 96 and card.refine.threshold == 0.5
-    assert card.refine.normalisation.percentile == 98.0
-    assert card.refine.label_name == card.label_name and card.refine.refine is None
-    write_model(folder)
-    assert load_card(folder).refine is None
 
 
 @pytest.mark.parametrize(
@@ -127,13 +165,22 @@ def test_gland_refine_pass_is_part_of_the_gland_model(tmp_path):
                              "normalisation": {"percentile": 99.0, "clip": 1.5}}}, "must be 'gland'"),
     ],
 )
-def test_bad_refine_pass_is_refused(tmp_path, task, changes, message):
+def test_bad_first_format_refine_pass_is_refused(tmp_path, task, changes, message):
     folder = tmp_path / task
     folder.mkdir()
-    section = _refine_section(folder, **changes)
+    onnx = folder / "refine.onnx"
+    onnx.write_bytes(b"a second pass")
+    section = {"onnx": "refine.onnx", "sha256": sha256_file(onnx),
+               "input": {"name": "image", "size": 96, "window": "gland",
+                         "normalisation": {"percentile": 98.0, "clip": 1.5}}, **changes}
+    write_v1(folder, task)
     if changes.get("onnx") == "model.onnx":
-        write_model(folder, task)
         section["sha256"] = sha256_file(folder / "model.onnx")
-    write_model(folder, task, refine=section)
+    write_v1(folder, task, refine=section)
     with pytest.raises(ModelCardError, match=message):
         load_card(folder)
+
+
+def test_versions_compare_by_number():
+    assert version_key("1.10.0") > version_key("1.9.2") > version_key("1.2.0")
+    assert version_key("2.0.0") > version_key("1.2.0")

@@ -139,6 +139,21 @@ def test_shipped_models_segment_phantom_scans() -> None:
     for seed in range(4):
         scan = generate_scan(seed, kind="normal")
         r = seg.segment_frame(np.asarray(scan.counts), scan.pixel_spacing_mm)
-        inter = int((r.gland & scan.gland).sum())
-        scores.append(2 * inter / (int(r.gland.sum()) + int(scan.gland.sum())))
+        gland = r.masks["gland"]
+        inter = int((gland & scan.gland).sum())
+        scores.append(2 * inter / (int(gland.sum()) + int(scan.gland.sum())))
     assert min(scores) > 0.85, scores
+
+
+def test_shipped_2x_cards_record_their_export_parity() -> None:
+    """Every network of a 2.x model records the PyTorch/onnxruntime agreement its export measured."""
+    import json
+
+    cards = [json.loads(p.read_text()) for p in (SHIPPED[0].parents[1]).glob("*/card.json")]
+    newer = [c for c in cards if int(str(c["version"]).split(".")[0]) >= 2]
+    assert newer, "no 2.x model shipped"
+    for card in newer:
+        trainings = [card["training"]] + [s["training"] for s in card.get("stages", []) if s.get("training")]
+        for training in trainings:
+            parity = training["export_parity"]
+            assert 0.0 <= parity["max_abs_logit_diff"] <= parity["tolerance"] <= 1e-3

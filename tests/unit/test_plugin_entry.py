@@ -106,12 +106,17 @@ def test_callbacks_route_events_and_rest(load_plugin: Any, tmp_path: Path) -> No
     }
     plugin, mod = load_plugin(config)
     routes = mod.routes  # type: ignore[attr-defined]
-    assert set(routes) == {"/scintiseg/status", "/ohif", "/ohif/(.*)", *plugin.rest.ORTHANC_ROUTES}
+    assert set(routes) == {"/scintiseg/status", "/ohif", "/ohif/(.*)", plugin.rest.FALLBACK_ROUTE,
+                           *plugin.rest.ORTHANC_ROUTES}
+    # Orthanc takes the first registered regex that matches: the fallback comes after ours
+    order = list(routes)
+    assert all(order.index(r) < order.index(plugin.rest.FALLBACK_ROUTE)
+               for r in ("/scintiseg/status", *plugin.rest.ORTHANC_ROUTES))
     assert mod.explorer and "scintiseg-panel" in mod.explorer  # type: ignore[attr-defined]
     change = mod.callbacks["change"]  # type: ignore[attr-defined]
     change(mod.ChangeType.ORTHANC_STARTED, 4, "")  # type: ignore[attr-defined]
     # no models in tmp_path: the plugin stays off, Orthanc is not disturbed
-    assert plugin.SERVICE.state == "failed" and "no gland, nodule model" in plugin.SERVICE.error
+    assert plugin.SERVICE.state == "failed" and "no model can serve" in plugin.SERVICE.error
     assert any(level == "LogError" and "ScintiSeg is OFF" in msg for level, msg in mod.logs)  # type: ignore[attr-defined]
     change(mod.ChangeType.STABLE_STUDY, 1, STUDY)  # type: ignore[attr-defined]
     change(mod.ChangeType.NEW_INSTANCE, 3, "instance-id")  # type: ignore[attr-defined]

@@ -4,7 +4,20 @@ import numpy as np
 import pytest
 
 from scintiseg.measurements import measure_frame, midline_column
+from scintiseg.modelcard import Measurement
 from scintiseg.postprocess import clean_gland, clean_nodules, min_pixels
+
+#: What the shipped gland and nodule cards ask for.
+SHIPPED = [
+    Measurement("region", "gland"),
+    Measurement("lobes", "gland"),
+    Measurement("region", "nodule"),
+    Measurement("lesions", "nodule", {"within": "gland"}),
+]
+
+
+def measure(counts, gland, nodules, spacing):
+    return measure_frame(counts, {"gland": gland, "nodule": nodules}, SHIPPED, spacing)["labels"]
 
 
 def two_lobes(n=128):
@@ -48,21 +61,34 @@ def test_measure_frame_reports_lobes_and_nodules():
     nod = np.zeros_like(g)
     nod[35:45, 35:45] = True  # right lobe, upper pole
     counts[nod] = 20.0
-    m = measure_frame(counts, g, nod, pixel_spacing_mm=2.0)
-    assert m["gland_area_mm2"] == pytest.approx(g.sum() * 4.0)
-    assert m["right_lobe_share_pct"] > m["left_lobe_share_pct"]
-    assert m["right_lobe_share_pct"] + m["left_lobe_share_pct"] == pytest.approx(100.0, abs=0.2)
-    assert m["nodule_count"] == 1
-    (item,) = m["nodules"]
+    m = measure(counts, g, nod, 2.0)
+    assert m["gland"]["area_mm2"] == pytest.approx(g.sum() * 4.0)
+    assert m["gland"]["counts"] == pytest.approx(counts[g].sum(), abs=0.1)
+    assert m["gland"]["right_lobe_share_pct"] > m["gland"]["left_lobe_share_pct"]
+    assert m["gland"]["right_lobe_share_pct"] + m["gland"]["left_lobe_share_pct"] == pytest.approx(100.0, abs=0.2)
+    assert m["nodule"]["count"] == 1 and m["nodule"]["area_mm2"] == pytest.approx(400.0)
+    (item,) = m["nodule"]["components"]
     assert item["lobe"] == "right" and item["pole"] == "upper"
     assert item["area_mm2"] == pytest.approx(400.0)
     assert item["count_ratio"] == pytest.approx(0.2, abs=0.01)
 
 
 def test_measure_frame_without_spacing_or_gland():
-    m = measure_frame(np.zeros((32, 32)), np.zeros((32, 32), bool), np.zeros((32, 32), bool), None)
-    assert m["gland_area_mm2"] is None and m["nodule_count"] == 0
-    assert m["right_lobe_share_pct"] is None
+    m = measure(np.zeros((32, 32)), np.zeros((32, 32), bool), np.zeros((32, 32), bool), None)
+    assert m["gland"]["area_mm2"] is None and m["nodule"]["count"] == 0
+    assert m["gland"]["right_lobe_share_pct"] is None
+
+
+def test_a_third_label_is_measured_as_its_card_says():
+    g = two_lobes()
+    hot = np.zeros_like(g)
+    hot[40:44, 80:84] = True
+    counts = np.where(g, 100.0, 5.0)
+    specs = [*SHIPPED, Measurement("region", "hot"), Measurement("lesions", "hot", {"within": "gland"})]
+    m = measure_frame(counts, {"gland": g, "nodule": np.zeros_like(g), "hot": hot}, specs, 1.0)["labels"]
+    assert m["hot"]["pixels"] == 16 and m["hot"]["count"] == 1
+    assert m["hot"]["components"][0]["lobe"] == "left"
+    assert measure_frame(counts, {"other": hot}, [], 1.0)["labels"] == {"other": {}}
 
 
 def _reference_remove_small(mask, min_size):
@@ -107,7 +133,7 @@ def test_nodule_ring_at_the_image_edge():
     nod[0:4, 0:4] = True  # a nodule in the image corner: its ring is clipped by the edge
     counts = np.full(g.shape, 10.0)
     counts[nod] = 2.0
-    m = measure_frame(counts, g, nod, 1.0)
-    (item,) = m["nodules"]
+    m = measure(counts, g, nod, 1.0)
+    (item,) = m["nodule"]["components"]
     assert item["pixels"] == 16 and item["count_ratio"] == 0.2
     assert item["centre_px"] == [1.5, 1.5]

@@ -14,6 +14,7 @@ from scintiseg.preview import (
     GLAND_RGB,
     NODULE_RGB,
     SECONDARY_CAPTURE_STORAGE,
+    Layer,
     png_to_rgb,
     preview_secondary_capture,
     render_preview,
@@ -21,6 +22,11 @@ from scintiseg.preview import (
 
 MODELS = ["scintiseg-gland@1.0.0", "scintiseg-nodule@1.0.0"]
 MARGIN = 16  # the panel's top-left corner in the picture (no title, one frame)
+
+
+def layers(gland: np.ndarray, nodules: np.ndarray, *more: Layer) -> list[Layer]:
+    """The shipped models' two labels (and any other)."""
+    return [Layer("Thyroid gland", GLAND_RGB, gland), Layer("Cold nodule", NODULE_RGB, nodules, True), *more]
 
 
 def disc(shape: tuple[int, int], centre: tuple[float, float], radius: float) -> np.ndarray:
@@ -45,14 +51,14 @@ def colour_mask(rgb: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
 
 def test_png_decodes_with_panel_at_least_512(case: tuple[np.ndarray, ...]) -> None:
     counts, gland, nodule = case
-    rgb = png_to_rgb(render_preview(counts, gland, nodule, models=MODELS))
+    rgb = png_to_rgb(render_preview(counts, layers(gland, nodule), models=MODELS))
     assert rgb.dtype == np.uint8 and rgb.shape[2] == 3
     assert rgb.shape[1] >= 512 + 2 * MARGIN and rgb.shape[0] >= 512
 
 
 def test_outline_colours_where_expected(case: tuple[np.ndarray, ...]) -> None:
     counts, gland, nodule = case
-    rgb = png_to_rgb(render_preview(counts, gland, nodule, models=MODELS))
+    rgb = png_to_rgb(render_preview(counts, layers(gland, nodule), models=MODELS))
     panel = rgb[MARGIN : MARGIN + 512, MARGIN : MARGIN + 512]
     scale = 4
     green = colour_mask(panel, GLAND_RGB)
@@ -73,40 +79,39 @@ def test_outline_colours_where_expected(case: tuple[np.ndarray, ...]) -> None:
 
 def test_legend_and_models_text(case: tuple[np.ndarray, ...]) -> None:
     counts, gland, nodule = case
-    rgb = png_to_rgb(render_preview(counts, gland, nodule, models=MODELS))
+    rgb = png_to_rgb(render_preview(counts, layers(gland, nodule), models=MODELS))
     below = rgb[MARGIN + 512 + 2 :]
     assert colour_mask(below, GLAND_RGB).sum() > 50  # the gland swatch
     assert colour_mask(below, NODULE_RGB).sum() > 50  # the nodule swatch
     bright = (below.astype(int).sum(axis=-1) > 500).sum()  # light text on the dark band
     assert bright > 200
     # the models line makes the legend band differ from a render without models
-    other = png_to_rgb(render_preview(counts, gland, nodule, models=["other@2"]))
+    other = png_to_rgb(render_preview(counts, layers(gland, nodule), models=["other@2"]))
     assert not np.array_equal(other[MARGIN + 512 :], rgb[MARGIN + 512 :])
 
 
 def test_nodule_count_in_legend_changes_picture(case: tuple[np.ndarray, ...]) -> None:
     counts, gland, nodule = case
     empty = np.zeros_like(nodule)
-    a = png_to_rgb(render_preview(counts, gland, nodule, models=MODELS))
-    b = png_to_rgb(render_preview(counts, gland, empty, models=MODELS))
+    a = png_to_rgb(render_preview(counts, layers(gland, nodule), models=MODELS))
+    b = png_to_rgb(render_preview(counts, layers(gland, empty), models=MODELS))
     assert not colour_mask(b[MARGIN : MARGIN + 512], NODULE_RGB).any()
     assert not np.array_equal(a[MARGIN + 520 :], b[MARGIN + 520 :])
 
 
 def test_deterministic(case: tuple[np.ndarray, ...]) -> None:
     counts, gland, nodule = case
-    first = render_preview(counts, gland, nodule, models=MODELS, title="Thyroid — anterior")
-    assert render_preview(counts, gland, nodule, models=MODELS, title="Thyroid — anterior") == first
+    first = render_preview(counts, layers(gland, nodule), models=MODELS, title="Thyroid — anterior")
+    assert render_preview(counts, layers(gland, nodule), models=MODELS, title="Thyroid — anterior") == first
 
 
 def test_multiframe_one_panel_per_frame(case: tuple[np.ndarray, ...]) -> None:
     counts, gland, nodule = case
-    one = png_to_rgb(render_preview(counts, gland, nodule, models=MODELS))
+    one = png_to_rgb(render_preview(counts, layers(gland, nodule), models=MODELS))
     two = png_to_rgb(
         render_preview(
             np.stack([counts, counts[:, ::-1]]),
-            np.stack([gland, gland[:, ::-1]]),
-            np.stack([nodule, nodule[:, ::-1]]),
+            layers(np.stack([gland, gland[:, ::-1]]), np.stack([nodule, nodule[:, ::-1]])),
             models=MODELS,
             title="Two views",
             colormap="hot",
@@ -119,21 +124,21 @@ def test_multiframe_one_panel_per_frame(case: tuple[np.ndarray, ...]) -> None:
 def test_small_and_odd_matrices_are_upscaled() -> None:
     counts = np.arange(64 * 48, dtype=np.uint16).reshape(64, 48)
     gland = disc((64, 48), (32, 24), 10)
-    rgb = png_to_rgb(render_preview(counts, gland, np.zeros_like(gland), models=MODELS))
+    rgb = png_to_rgb(render_preview(counts, layers(gland, np.zeros_like(gland)), models=MODELS))
     assert rgb.shape[0] >= 512  # 64 rows x 8
 
 
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"gland": np.zeros((10, 10), bool)}, "shape"),
+        ({"layers": layers(np.zeros((10, 10), bool), np.zeros((10, 10), bool))}, "shape"),
         ({"frame": np.zeros((2, 3, 4, 5))}, "frame must be"),
         ({"colormap": "jet"}, "colormap"),
     ],
 )
 def test_bad_arguments(case: tuple[np.ndarray, ...], kwargs: dict, message: str) -> None:
     counts, gland, nodule = case
-    args = {"frame": counts, "gland": gland, "nodules": nodule, **kwargs}
+    args = {"frame": counts, "layers": layers(gland, nodule), **kwargs}
     with pytest.raises(ValueError, match=message):
         render_preview(models=MODELS, **args)
 
@@ -141,14 +146,14 @@ def test_bad_arguments(case: tuple[np.ndarray, ...], kwargs: dict, message: str)
 def test_blank_image_does_not_divide_by_zero() -> None:
     zeros = np.zeros((64, 64), np.uint16)
     mask = np.zeros((64, 64), bool)
-    assert png_to_rgb(render_preview(zeros, mask, mask, models=[])).shape[2] == 3
+    assert png_to_rgb(render_preview(zeros, layers(mask, mask), models=[])).shape[2] == 3
 
 
 # -- Secondary Capture ---------------------------------------------------------------------
 def make_sc(case: tuple[np.ndarray, ...]) -> tuple[pydicom.Dataset, pydicom.Dataset, np.ndarray]:
     counts, gland, nodule = case
     source = make_nm(128, seed=3)
-    rgb = png_to_rgb(render_preview(counts, gland, nodule, models=MODELS, title="ScintiSeg"))
+    rgb = png_to_rgb(render_preview(counts, layers(gland, nodule), models=MODELS, title="ScintiSeg"))
     sc = preview_secondary_capture(
         source,
         rgb,
@@ -216,12 +221,38 @@ def test_preview_from_seg_matches_masks(case: tuple[np.ndarray, ...]) -> None:
         series_description="ScintiSeg",
     )
     seg = pydicom.dcmread(io.BytesIO(to_bytes(seg)))
-    g, n = masks_from_seg(seg, source)
-    np.testing.assert_array_equal(g, masks[..., 0])
-    np.testing.assert_array_equal(n, masks[..., 1])
-    png = preview_from_seg(source, seg, title="From SEG")
+    g, n = masks_from_seg(seg, source, numbered={"Cold nodule"})
+    np.testing.assert_array_equal(g.mask, masks[..., 0])
+    np.testing.assert_array_equal(n.mask, masks[..., 1])
+    assert (g.name, g.numbered, n.name, n.numbered) == ("Thyroid gland", False, "Cold nodule", True)
+    # the colours come back from the SEG's recommended CIELab value
+    assert np.abs(np.subtract(g.colour, GLAND_RGB)).max() <= 2
+    assert np.abs(np.subtract(n.colour, NODULE_RGB)).max() <= 2
+    png = preview_from_seg(source, seg, title="From SEG", numbered={"Cold nodule"}, flags=["LOW_COUNTS"])
     expected = render_preview(
-        np.stack([counts, counts[::-1]]).astype(np.float32), masks[..., 0], masks[..., 1],
-        models=["scintiseg-gland@1.0.0", "scintiseg-nodule@2.0.0"], title="From SEG",
+        np.stack([counts, counts[::-1]]).astype(np.float32), [g, n],
+        models=["scintiseg-gland@1.0.0", "scintiseg-nodule@2.0.0"], title="From SEG", flags=["LOW_COUNTS"],
     )
     assert png == expected
+
+
+def test_a_third_label_gets_its_outline_and_legend_entry(case: tuple[np.ndarray, ...]) -> None:
+    counts, gland, nodule = case
+    hot = disc(counts.shape, (80, 80), 6)
+    cyan = (0, 200, 255)
+    two = png_to_rgb(render_preview(counts, layers(gland, nodule), models=MODELS))
+    three = png_to_rgb(render_preview(counts, layers(gland, nodule, Layer("Hot nodule", cyan, hot, True)),
+                                      models=MODELS))
+    panel = three[MARGIN : MARGIN + 512, MARGIN : MARGIN + 512]
+    yy, xx = np.nonzero(colour_mask(panel, cyan))
+    assert yy.size > 50 and np.median(np.abs(np.hypot(yy / 4 - 80, xx / 4 - 80) - 6)) < 1.0
+    assert colour_mask(three[MARGIN + 512 :], cyan).sum() > 30  # its legend swatch
+    assert not colour_mask(two, cyan).any()
+
+
+def test_flag_codes_are_drawn(case: tuple[np.ndarray, ...]) -> None:
+    counts, gland, nodule = case
+    plain = png_to_rgb(render_preview(counts, layers(gland, nodule), models=MODELS))
+    flagged = png_to_rgb(render_preview(counts, layers(gland, nodule), models=MODELS, flags=["LOW_COUNTS"]))
+    assert flagged.shape[0] > plain.shape[0]
+    assert colour_mask(flagged[MARGIN + 512 :], (255, 190, 40)).sum() > 20  # the flag line

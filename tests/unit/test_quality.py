@@ -40,7 +40,8 @@ def first_scan(kind: str | None, where: Callable[[Scan], bool], start: int = 0, 
 
 
 def codes(scan: Scan, probability: np.ndarray | None = None) -> set[str]:
-    return {f.code for f in frame_flags(scan.counts, scan.gland, scan.pixel_spacing_mm, probability)}
+    undecided = None if probability is None else quality.undecided_pixels(probability)
+    return {f.code for f in frame_flags(scan.counts, scan.gland, scan.pixel_spacing_mm, undecided)}
 
 
 def _p(scan: Scan, key: str) -> Any:
@@ -107,10 +108,9 @@ def test_no_counts_raises_a_skip_and_real_counts_do_not() -> None:
 
 
 def test_pipeline_skips_an_empty_image_before_the_models(fake_models_dir) -> None:
-    from scintiseg.inference import Segmenter
     from scintiseg.pipeline import Pipeline
 
-    pipeline = Pipeline(Segmenter.from_models_dir(fake_models_dir))
+    pipeline = Pipeline.from_models_dir(fake_models_dir)
     ds = make_nm(seed=3)
     ds.PixelData = np.zeros((ds.Rows, ds.Columns), np.uint16).tobytes()
     with pytest.raises(NoCountsError):
@@ -133,7 +133,8 @@ def test_job_skips_an_empty_image_with_its_reason_and_stores_no_seg() -> None:
     empty.StudyInstanceUID, empty.SeriesInstanceUID = full.StudyInstanceUID, full.SeriesInstanceUID
     empty.PixelData = np.zeros((empty.Rows, empty.Columns), np.uint16).tobytes()
     full_id, empty_id = gw.add(full), gw.add(empty)
-    jobs = StudyJobs(gw, _EmptyPipeline(), Selection(), ["g@1", "n@1"], ["CPUExecutionProvider"])
+    pipe = _EmptyPipeline()
+    jobs = StudyJobs(gw, lambda: pipe, Selection(), ["CPUExecutionProvider"])
     result = jobs.run(gw.study_id(full))
     assert result is not None and result["status"] == DONE
     entries = {e["source_instance_id"]: e for e in result["images"].values()}

@@ -16,7 +16,12 @@ from openapi_schema_validator import OAS30Validator
 from scintiseg import rest
 from scintiseg.gateway import NotFoundError
 from scintiseg.measurements import measure_frame
+from scintiseg.modelcard import V1_TASKS, Measurement
+from scintiseg.seg.content import LABELS
 from scintiseg_phantoms.thyroid import generate_scan
+
+MEASUREMENTS = [Measurement(m["kind"], m["label"], {k: v for k, v in m.items() if k not in ("kind", "label")})
+                for task in ("gland", "nodule") for m in V1_TASKS[task]["measurements"]]
 
 DONE_ID = "11111111-22222222-33333333-44444444-55555555"
 NEW_ID = "aaaaaaaa-bbbbbbbb-cccccccc-dddddddd-eeeeeeee"
@@ -27,10 +32,10 @@ PNG = b"\x89PNG\r\n\x1a\nfake"
 def recorded_result() -> dict[str, Any]:
     """A result as :mod:`scintiseg.jobs` records it, with real measurements."""
     scan = generate_scan(7, kind="cold_nodules")
-    frame = measure_frame(scan.counts, scan.gland, scan.nodules, scan.pixel_spacing_mm)
-    frame["frame"] = 1
+    frame = {"frame": 1, **measure_frame(scan.counts, {"gland": scan.gland, "nodule": scan.nodules},
+                                          MEASUREMENTS, scan.pixel_spacing_mm)}
     return {
-        "schema": 1,
+        "schema": 2,
         "status": "done",
         "reason": "1 image(s) segmented",
         "models": ["scintiseg-gland@1.0.0", "scintiseg-nodule@1.0.0"],
@@ -49,7 +54,9 @@ def recorded_result() -> dict[str, Any]:
                 "seg_series_instance_uid": "1.2.3.6",
                 "seg_instance_id": "seg-1",
                 "store_status": "Success",
+                "models": ["scintiseg-gland@1.0.0", "scintiseg-nodule@1.0.0"],
                 "frames": [frame],
+                "flags": [{"code": "LOW_COUNTS", "message": "fewer counts than a reliable outline needs"}],
                 "timings_ms": {"gland_inference_ms": 12.5, "total_ms": 40.0},
             },
             "1.2.3.9": {
@@ -85,18 +92,35 @@ class FakeBackend:
         result = self.results[study_id]
         return PNG if result and result["seg_instance_ids"] else None
 
+    reloads: int = 0
+
     def list_models(self) -> list[dict[str, Any]]:
+        from scintiseg.registry import ModelEntry
+
         return [
-            {
-                "ident": "scintiseg-gland@1.0.0", "name": "scintiseg-gland", "version": "1.0.0",
-                "task": "gland", "family": "U-Net", "creator": "ScintiSeg", "sha256": "0" * 64,
-                "label": {"name": "Thyroid gland", "category": ["SCT", "91723000", "Anatomical Structure"],
-                          "type": ["SCT", "69748006", "Thyroid"]},
-                "input": {"size": 128, "window": "full"},
-                "metrics": {"dice": 0.93},
-                "refine": {"sha256": "1" * 64, "input": {"size": 128, "window": "gland"}},
-            }
+            ModelEntry(Path("/models/broken"), "refused", "no model card (card.json) in /models/broken",
+                       None, None).describe()
         ]
+
+    def reload_models(self) -> list[dict[str, Any]] | None:
+        if self.state != "running":
+            return None
+        self.reloads += 1
+        return self.list_models()
+
+    def agreement(self, name: str, version: str) -> dict[str, Any] | None:
+        from scintiseg.shadow import AgreementLog
+
+        if (name, version) != ("scintiseg-nodule", "2.0.0"):
+            return None
+        log = AgreementLog()
+        log.add("scintiseg-nodule@2.0.0", {"image": "1.2.3", "against": "scintiseg-nodule@1.0.0",
+                                           "dice": {"nodule": 0.8}, "found_by_active_only": 1,
+                                           "found_by_shadow_only": 0})
+        return {"model": "scintiseg-nodule@2.0.0", "stage": "shadow", **log.summary("scintiseg-nodule@2.0.0")}
+
+    def label_info(self) -> dict[str, dict[str, Any]]:
+        return {k: {"name": v["name"], "colour": v["colour"], "numbered": v["numbered"]} for k, v in LABELS.items()}
 
     def queue_snapshot(self) -> dict[str, Any]:
         return {
@@ -146,15 +170,44 @@ def test_study_done(spec: dict[str, Any]) -> None:
     done, failed = body["images"]
     assert done["seg_instance_id"] == "seg-1" and done["instance_id"] == "nm-1"
     assert failed["status"] == "failed" and "decode" in failed["reason"]
-    frame = done["frames"][0]
-    assert frame["gland_area_mm2"] > 0 and frame["gland_counts"] > 0
-    assert frame["right_lobe_share_pct"] + frame["left_lobe_share_pct"] == pytest.approx(100, abs=0.2)
-    assert frame["nodule_count"] == len(frame["nodules"]) >= 1
-    nodule = frame["nodules"][0]
+    gland, nodules = done["frames"][0]["labels"]
+    assert gland["key"] == "gland" and gland["name"] == "Thyroid gland" and gland["colour"] == [0, 230, 64]
+    assert gland["area_mm2"] > 0 and gland["counts"] > 0 and not gland["numbered"]
+    assert gland["right_lobe_share_pct"] + gland["left_lobe_share_pct"] == pytest.approx(100, abs=0.2)
+    assert nodules["key"] == "nodule" and nodules["numbered"]
+    assert nodules["count"] == len(nodules["components"]) >= 1
+    nodule = nodules["components"][0]
     assert nodule["number"] == 1 and nodule["lobe"] in ("left", "right")
     assert nodule["pole"] in ("upper", "middle", "lower") and nodule["area_mm2"] > 0
     assert done["timings_ms"]["gland_inference_ms"] == 12.5
+    assert done["flags"] == [{"code": "LOW_COUNTS", "message": "fewer counts than a reliable outline needs"}]
+    assert [m["ident"] for m in done["models"]] == ["scintiseg-gland@1.0.0", "scintiseg-nodule@1.0.0"]
+    assert failed["flags"] == [] and failed["models"] == []
     assert body["links"]["preview"].endswith("/preview.png")
+
+
+def test_a_third_label_appears_without_code(spec: dict[str, Any]) -> None:
+    backend = FakeBackend()
+    frame = backend.results[DONE_ID]["images"]["1.2.3.4"]["frames"][0]  # type: ignore[index]
+    frame["labels"]["hot"] = {"pixels": 12, "area_mm2": 48.0, "counts": 900.0, "count": 1,
+                              "components": [{"pixels": 12, "area_mm2": 48.0, "lobe": "left", "pole": "upper",
+                                              "count_ratio": 2.5, "centre_px": [40.0, 80.0]}]}
+    _, body = call(backend, spec, "GET", f"/scintiseg/studies/{DONE_ID}")
+    hot = body["images"][0]["frames"][0]["labels"][2]
+    assert hot["key"] == "hot" and hot["name"] == "hot" and hot["colour"] is None  # not in the registry
+    assert hot["count"] == 1 and hot["components"][0]["number"] == 1 and hot["numbered"]
+
+
+def test_a_result_of_schema_1_still_reads(spec: dict[str, Any]) -> None:
+    backend = FakeBackend()
+    image = backend.results[DONE_ID]["images"]["1.2.3.4"]  # type: ignore[index]
+    image["frames"] = [{"frame": 1, "gland_pixels": 10, "gland_area_mm2": 40.0, "gland_counts": 5.0,
+                        "right_lobe_share_pct": 60.0, "left_lobe_share_pct": 40.0, "nodule_count": 0,
+                        "nodules": []}]
+    del image["models"]
+    _, body = call(backend, spec, "GET", f"/scintiseg/studies/{DONE_ID}")
+    gland, nodule = body["images"][0]["frames"][0]["labels"]
+    assert gland["area_mm2"] == 40.0 and gland["right_lobe_share_pct"] == 60.0 and nodule["count"] == 0
 
 
 @pytest.mark.parametrize(
@@ -190,7 +243,24 @@ def test_preview(spec: dict[str, Any]) -> None:
 
 def test_models(spec: dict[str, Any]) -> None:
     answer, body = call(FakeBackend(), spec, "GET", "/scintiseg/models")
-    assert answer.status == 200 and body["models"][0]["task"] == "gland"
+    assert answer.status == 200 and body["models"][0]["stage"] == "refused"
+    assert "no model card" in body["models"][0]["error"] and body["models"][0]["folder"] == "broken"
+
+
+def test_reload(spec: dict[str, Any]) -> None:
+    backend = FakeBackend()
+    answer, body = call(backend, spec, "POST", "/scintiseg/models/reload")
+    assert answer.status == 200 and backend.reloads == 1 and body["models"][0]["stage"] == "refused"
+    answer, body = call(FakeBackend(state="failed"), spec, "POST", "/scintiseg/models/reload")
+    assert answer.status == 503 and "not running" in body["error"]
+
+
+def test_agreement(spec: dict[str, Any]) -> None:
+    answer, body = call(FakeBackend(), spec, "GET", "/scintiseg/models/scintiseg-nodule/2.0.0/agreement")
+    assert answer.status == 200 and body["images"] == 1 and body["dice"]["nodule"] == {"mean": 0.8, "min": 0.8}
+    assert body["found_by_active_only"] == 1 and body["against"] == ["scintiseg-nodule@1.0.0"]
+    answer, body = call(FakeBackend(), spec, "GET", "/scintiseg/models/nothing/1.0.0/agreement")
+    assert answer.status == 404 and "nothing@1.0.0" in body["error"]
 
 
 def test_queue(spec: dict[str, Any]) -> None:
@@ -305,30 +375,25 @@ def test_openapi_lists_exactly_the_routes(spec: dict[str, Any]) -> None:
     assert len(rest.ORTHANC_ROUTES) == len(spec["paths"])
 
 
-def test_model_info_matches_schema(spec: dict[str, Any], tmp_path: Path) -> None:
-    from scintiseg.modelcard import parse_card
+def test_model_entries_match_schema(spec: dict[str, Any], tmp_path: Path) -> None:
+    from integration.fake_models import write_fake_model
 
-    (tmp_path / "model.onnx").write_bytes(b"onnx")
-    raw = {
-        "name": "scintiseg-gland", "version": "1.0.0", "task": "gland", "onnx": "model.onnx",
-        "sha256": "a" * 64,
-        "input": {"name": "image", "size": 128, "window": "full",
-                  "normalisation": {"percentile": 99.0, "clip": 1.5}},
-        "output": {"name": "logits"},
-        "label": {"name": "Thyroid gland", "category": ["SCT", "91723000", "Anatomical Structure"],
-                  "type": ["SCT", "69748006", "Thyroid"]},
-        "metrics": {"dice": 0.9},
-    }
-    info = rest.model_info(parse_card(raw, tmp_path, verify_sha256=False))
-    schema = deref(spec, spec["components"]["schemas"]["Model"])
-    OAS30Validator({**schema, "components": spec["components"]}).validate(info)
-    assert info["ident"] == "scintiseg-gland@1.0.0" and np.isclose(info["metrics"]["dice"], 0.9)
-    assert info["refine"] is None
-    # a gland model with a second pass says so
-    (tmp_path / "refine.onnx").write_bytes(b"second pass")
-    raw["refine"] = {"onnx": "refine.onnx", "sha256": "b" * 64,
-                     "input": {"name": "image", "size": 96, "window": "gland",
-                               "normalisation": {"percentile": 99.0, "clip": 1.5}}}
-    info = rest.model_info(parse_card(raw, tmp_path, verify_sha256=False))
-    OAS30Validator({**schema, "components": spec["components"]}).validate(info)
-    assert info["refine"] == {"sha256": "b" * 64, "input": {"size": 96, "window": "gland"}}
+    from scintiseg.registry import Registry
+
+    write_fake_model(tmp_path / "gland", "gland", refine=(40.0, 0.7), metrics={"dice": 0.9})
+    write_fake_model(tmp_path / "nodule", "nodule")
+    write_fake_model(tmp_path / "i131", "gland", name="scintiseg-gland-i131",
+                     applies_to={"modalities": ["NM"], "radionuclide": {"codes": ["1368003"], "text": "(?i)iod"},
+                                 "matrix": [64, 512], "priority": 10})
+    (tmp_path / "empty").mkdir()
+    entries = {e.folder.name: e.describe() for e in Registry(tmp_path, lambda card: card).current.entries}
+    schema = deref(spec, spec["components"]["schemas"]["Models"])
+    OAS30Validator({**schema, "components": spec["components"]}).validate({"models": list(entries.values())})
+    gland = entries["gland"]
+    assert gland["ident"] == "scintiseg-gland@0.0.0-test" and gland["stage"] == "active" and gland["error"] is None
+    assert [s["window"] for s in gland["stages"]] == ["image", "previous"] and np.isclose(gland["metrics"]["dice"], 0.9)
+    assert gland["labels"][0]["key"] == "gland" and gland["needs"] is None
+    assert entries["nodule"]["needs"] == {"window_of": "gland", "margin": 0.25}
+    rule = entries["i131"]["applies_to"]
+    assert rule["priority"] == 10 and rule["radionuclide"] == {"codes": ["1368003"], "text": "(?i)iod"}
+    assert entries["empty"]["stage"] == "refused" and "no model card" in entries["empty"]["error"]

@@ -19,8 +19,6 @@ from scintiseg.worker import JobOptions, Worker
 from scintiseg.workstate import FAILED as GAVE_UP
 from scintiseg.workstate import MemoryWorkState, MetadataWorkState
 
-MODELS = ["g@1", "n@1"]
-
 
 class CountingPipeline(FakePipeline):
     """Records the time of every call; ``gate`` (when set) blocks calls until it opens."""
@@ -39,7 +37,7 @@ class CountingPipeline(FakePipeline):
 
 def service(pipe: FakePipeline, gw: FakeGateway, ws: Any = None, **section: Any) -> Service:
     def factory(cfg: Config, gateway: Any) -> StudyJobs:
-        return StudyJobs(gateway, pipe, Selection(), MODELS, ["CPUExecutionProvider"])
+        return StudyJobs(gateway, lambda: pipe, Selection(), ["CPUExecutionProvider"])
 
     cfg = parse_section({"ModelsDirectory": "models", "RecoveryScanMaxStudies": 0, **section}, environ={})
     return Service(cfg, gw, factory, workstate=ws)

@@ -92,7 +92,7 @@ def read_back(seg: pydicom.Dataset) -> tuple[pydicom.Dataset, hd.seg.Segmentatio
 def seg_masks(ds: pydicom.Dataset, source: pydicom.Dataset) -> np.ndarray:
     """(frames, rows, cols, 2) gland and nodule masks placed by the SEG's own frame references."""
     gland, nodules = masks_from_seg(ds, source)
-    return np.stack([gland, nodules], axis=-1)
+    return np.stack([gland.mask, nodules.mask], axis=-1)
 
 
 # ------------------------------------------------------------ conformance

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from scintiseg.modelcard import find_cards, load_card
+from scintiseg.inference import Segmenter
+from scintiseg.modelcard import load_card
 from scintiseg_training import dataset, diagnose, evaluate, export, train
 
 
@@ -133,10 +134,12 @@ def test_train_resume_export_evaluate(data: Path, tmp_path: Path) -> None:
         assert len(second["history"]) == 2 and second["done"]
         folder = export.export(run, models)
         card = load_card(folder)
-        assert card.name == f"scintiseg-{task}" and card.version == "1.0.0" and card.task == task
-        assert card.size == 128 and card.input_name == "image" and card.output_name == "logits"
-        assert card.window == ("full" if task == "gland" else "gland")
-        assert card.normalisation.percentile == 99.0 and card.normalisation.clip == 1.5
+        assert folder.name == f"scintiseg-{task}-1.0.0" and card.raw["schema"] == 2
+        assert card.name == f"scintiseg-{task}" and card.version == "1.0.0" and card.label_keys == (task,)
+        (stage,) = card.stages
+        assert stage.size == 128 and stage.input_name == "image" and stage.output_name == "logits"
+        assert stage.window == ("image" if task == "gland" else "needs")
+        assert stage.pre[0].params == {"percentile": 99.0, "clip": 1.5}
         assert card.family == "U-Net" and card.creator == "ScintiSeg"
         assert (folder / "model.onnx").stat().st_size < 10 * 1024 * 1024
     # the gland model's second pass: trained on the gland window, exported into the gland card
@@ -144,15 +147,20 @@ def test_train_resume_export_evaluate(data: Path, tmp_path: Path) -> None:
         assert d["gland_refine_y"].shape == d["nodule_y"].shape and d["gland_refine_y"].max() > 200
     _train(data, tmp_path / "refine", "gland_refine", epochs=1)
     export.export(tmp_path / "refine", models, version="1.0.1")
-    refined = load_card(models / "scintiseg-gland")
+    refined_folder = models / "scintiseg-gland-1.0.1"  # a new version: a new folder beside the old
+    refined = load_card(refined_folder)
     assert refined.version == "1.0.1" and refined.raw["metrics"] == {}
-    assert refined.refine is not None and refined.refine.window == "gland"
-    assert (models / "scintiseg-gland" / "refine.onnx").is_file()
-    assert "jittered gland window" in refined.raw["refine"]["training"]["augmentation"]
-    cards = find_cards(models)
-    assert cards["nodule"].type == ("SCT", "27925004", "Nodule")
-    assert cards["nodule"].anatomic_region == ("SCT", "69748006", "Thyroid")
-    assert cards["gland"].category == ("SCT", "123037004", "Anatomical Structure")
+    assert len(refined.stages) == 2 and refined.stages[1].window == "previous"
+    assert (refined_folder / "refine.onnx").is_file()
+    assert "jittered gland window" in refined.raw["stages"][1]["training"]["augmentation"]
+    assert load_card(models / "scintiseg-gland-1.0.0").version == "1.0.0"
+    assert not [p for p in models.iterdir() if p.name.startswith(".")], "no staging folder left behind"
+    served = Segmenter.from_models_dir(models, providers=["CPUExecutionProvider"])
+    assert served.model_idents == ["scintiseg-gland@1.0.1", "scintiseg-nodule@1.0.0"]
+    nodule_label = served.model("nodule").card.labels[0]
+    assert nodule_label.type == ("SCT", "27925004", "Nodule")
+    assert nodule_label.anatomic_region == ("SCT", "69748006", "Thyroid")
+    assert served.model("gland").card.labels[0].category == ("SCT", "123037004", "Anatomical Structure")
 
     split = dataset.split_path(data)
     out = tmp_path / "eval"
@@ -168,27 +176,36 @@ def test_train_resume_export_evaluate(data: Path, tmp_path: Path) -> None:
             str(out / "e.md"),
             "--montage",
             str(out / "f.png"),
+            "--montage-independent",
+            str(out / "fi.png"),
             "--update-cards",
             "--independent",
-            "0",
+            "2",
             "--threads",
             "2",
         ]
     )
     rep = json.loads((out / "e.json").read_text())
     assert rep["overall"]["n"] == 6
+    # the held-out family, scored with the same physician's figures, as acquired (no mirror)
+    independent = rep["families"]["independent"]
+    assert independent["overall"]["images"] == 2 and "false_nodules_per_image" in independent["overall"]
+    assert set(independent["targets"]) == {
+        "gland_dice_mean_low_count_excluded", "gland_outside_fraction", "sensitivity_>=15mm",
+        "sensitivity_10-15mm", "false_nodules_per_image",
+    }
     assert 0.0 <= rep["overall"]["gland_dice_mean"] <= 1.0
-    assert (out / "f.png").stat().st_size > 0
-    card = load_card(models / "scintiseg-gland")  # sha256 still right after the metrics update
+    assert (out / "f.png").stat().st_size > 0 and (out / "fi.png").stat().st_size > 0
+    card = load_card(refined_folder)  # the served gland; sha256 still right after the metrics update
     assert card.raw["metrics"]["gland_dice_mean"] == rep["overall"]["gland_dice_mean"]
     # fine-tuning from the exported model: BatchNorm stays fixed, also across a resume
-    onnx_path = models / "scintiseg-nodule" / "model.onnx"
+    onnx_path = models / "scintiseg-nodule-1.0.0" / "model.onnx"
     _train(data, tmp_path / "nodule-ft", "nodule", epochs=1, extra=("--init-onnx", str(onnx_path)))
     _train(data, tmp_path / "nodule-ft", "nodule", epochs=2, resume=True)
     ft = torch.load(tmp_path / "nodule-ft" / train.CHECKPOINT, weights_only=False)
     assert ft["freeze_bn"] and ft["epoch"] == 2
     assert ft["started_from"]["model"] == "scintiseg-nodule@1.0.0"
-    assert ft["started_from"]["sha256"] == load_card(models / "scintiseg-nodule").sha256
+    assert ft["started_from"]["sha256"] == load_card(models / "scintiseg-nodule-1.0.0").sha256
     assert all(float(v.abs().max()) == 0.0 for k, v in ft["model"].items() if k.endswith("running_mean"))
     ft_card = json.loads((export.export(tmp_path / "nodule-ft", tmp_path / "ft-models") / "card.json").read_text())
     assert ft_card["training"]["fine_tuned_from"]["model"] == "scintiseg-nodule@1.0.0"
@@ -203,6 +220,6 @@ def test_train_resume_export_evaluate(data: Path, tmp_path: Path) -> None:
     # a new model with a new version: its card drops the old model's metrics
     _train(data, tmp_path / "gland-b", "gland", epochs=1)
     export.export(tmp_path / "gland-b", models, version="1.1.0")
-    card = load_card(models / "scintiseg-gland")
+    card = load_card(models / "scintiseg-gland-1.1.0")
     assert card.version == "1.1.0" and card.raw["metrics"] == {}
-    assert card.refine is not None  # a new first pass keeps the second
+    assert len(card.stages) == 2  # a new first pass keeps the second

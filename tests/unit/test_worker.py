@@ -17,7 +17,7 @@ from scintiseg.jobs import DONE, StudyJobs
 from scintiseg.service import OrthancLogHandler, Service
 from scintiseg.worker import JobOptions, Worker
 
-MODELS = ["g@1", "n@1"]
+MODELS = FakePipeline().models
 
 
 # -- Worker ---------------------------------------------------------------------------------
@@ -131,7 +131,7 @@ def config(**section: Any) -> Config:
 
 def fake_factory(pipe: FakePipeline) -> Any:
     def factory(cfg: Config, gw: Any) -> StudyJobs:
-        return StudyJobs(gw, pipe, Selection(), MODELS, ["CPUExecutionProvider"])
+        return StudyJobs(gw, lambda: pipe, Selection(), ["CPUExecutionProvider"])
 
     return factory
 
@@ -176,7 +176,7 @@ def test_start_up_scan_queues_unfinished_studies_only() -> None:
     done_nm, new_nm, ct = make_nm(seed=1), make_nm(seed=2), ct_dataset("1.2.3.9")
     for ds in (done_nm, new_nm, ct):
         gw.add(ds)
-    jobs = StudyJobs(gw, pipe, Selection(), MODELS)
+    jobs = StudyJobs(gw, lambda: pipe, Selection())
     jobs.run(gw.study_id(done_nm))
     jobs.run(gw.study_id(ct))
     processed_before = len(pipe.processed)

@@ -39,8 +39,8 @@ import numpy as np
 from scipy import ndimage
 
 from scintiseg import postprocess
-from scintiseg.inference import OnnxModel, Segmenter
-from scintiseg.preprocess import Window, full_window, gland_window, logits_to_source, mask_to_window, model_input
+from scintiseg.inference import LoadedModel, OnnxModel, Segmenter, stage_input
+from scintiseg.preprocess import Window, full_window, gland_window, logits_to_source, mask_to_window
 
 from .evaluate import dice
 
@@ -78,35 +78,44 @@ def _grid_roundtrip(mask: np.ndarray, win: Window, size: int) -> np.ndarray:
 
 
 def _logits(model: OnnxModel, image: np.ndarray, win: Window, tta: bool) -> np.ndarray:
-    card = model.card
-    x = model_input(image, win, card.size, card.normalisation)
+    x = stage_input(model.stage, image, win)
     if tta:
-        out = model.run(np.stack([x, x[:, ::-1]]))
+        out = model.run(np.stack([x, x[:, ::-1]]))[:, 0]
         grid = (out[0] + out[1][:, ::-1]) / 2.0
     else:
-        grid = model.run(x[None])[0]
+        grid = model.run(x[None])[0, 0]
     return logits_to_source(grid, win, image.shape)
 
 
+def _min_area(model: LoadedModel) -> float:
+    """The minimum component area of a shipped model's post-processing (its first step's)."""
+    return float(model.card.stages[0].post[0].params["min_component_mm2"])
+
+
 def _gland_logits(seg: Segmenter, counts: np.ndarray, sp: float, tta: bool) -> np.ndarray:
-    """Source-matrix logits of the served gland model's last pass (the refine pass if it has one).
+    """Source-matrix logits of the served gland model's last pass (the second stage if it has one).
 
     The variants (threshold, flip) apply to that last pass; the first pass runs as served.
     """
-    first = _logits(seg.gland, counts, full_window(counts.shape), tta and seg.gland_refine is None)
-    if seg.gland_refine is None:
+    gland = seg.model("gland")
+    first_stage, *later = gland.stages
+    first = _logits(first_stage, counts, full_window(counts.shape), tta and not later)
+    if not later:
         return first
-    coarse = postprocess.clean_gland(first > seg.gland.card.threshold, sp, seg.gland.card.min_component_mm2)
+    coarse = postprocess.clean_gland(first > first_stage.stage.threshold, sp, _min_area(gland))
     if not coarse.any():
         return first
-    return _logits(seg.gland_refine, counts, gland_window(coarse), tta)
+    return _logits(later[0], counts, gland_window(coarse), tta)
 
 
 def diagnose(models: Path, seeds: list[int], threads: int = 2) -> dict[str, Any]:
     from scintiseg_phantoms.thyroid import generate_scan
 
     seg = Segmenter.from_models_dir(models, providers=["CPUExecutionProvider"], threads=threads)
-    gcard, ncard = seg.gland.card, seg.nodule.card
+    gmodel, nmodel = seg.model("gland"), seg.model("nodule")
+    gsize, nsize = gmodel.card.stages[0].size, nmodel.card.stages[0].size
+    gmin, nmin = _min_area(gmodel), _min_area(nmodel)
+    gthreshold = gmodel.card.stages[-1].threshold
     ceiling: dict[str, list[float]] = defaultdict(list)
     noise: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     variants: dict[str, list[float]] = defaultdict(list)
@@ -120,28 +129,28 @@ def diagnose(models: Path, seeds: list[int], threads: int = 2) -> dict[str, Any]
             gland, nodules = np.asarray(scan.gland, bool), np.asarray(scan.nodules, bool)
             sp = float(scan.pixel_spacing_mm)
             res = seg.segment_frame(counts, sp)
-            noise[mode]["gland"].append(dice(res.gland, gland))
-            noise[mode][f"gland {scan.kind}"].append(dice(res.gland, gland))
+            noise[mode]["gland"].append(dice(res.masks["gland"], gland))
+            noise[mode][f"gland {scan.kind}"].append(dice(res.masks["gland"], gland))
             if nodules.any():
-                noise[mode]["nodule"].append(dice(res.nodules, nodules))
+                noise[mode]["nodule"].append(dice(res.masks["nodule"], nodules))
             if mode != "served":
                 continue
             # 1. grid ceiling
-            full = _grid_roundtrip(gland, full_window(gland.shape), gcard.size)
+            full = _grid_roundtrip(gland, full_window(gland.shape), gsize)
             ceiling["gland"].append(dice(full, gland))
             if nodules.any():
-                inner = _grid_roundtrip(nodules, gland_window(gland), ncard.size)
+                inner = _grid_roundtrip(nodules, gland_window(gland), nsize)
                 ceiling["nodule"].append(dice(inner, nodules))
             # 3. post-processing variants
             for tta in (False, True):
                 glog = _gland_logits(seg, counts, sp, tta)
                 for th in THRESHOLDS:
-                    g = postprocess.clean_gland(glog > th, sp, gcard.min_component_mm2)
+                    g = postprocess.clean_gland(glog > th, sp, gmin)
                     variants[f"gland tta={int(tta)} threshold={th:+.1f}"].append(dice(g, gland))
-                g = postprocess.clean_gland(glog > gcard.threshold, sp, gcard.min_component_mm2)
-                nlog = _logits(seg.nodule, counts, gland_window(g), tta)
+                g = postprocess.clean_gland(glog > gthreshold, sp, gmin)
+                nlog = _logits(nmodel.stages[0], counts, gland_window(g), tta)
                 for th in THRESHOLDS:
-                    nod = postprocess.clean_nodules(nlog > th, g, sp, ncard.min_component_mm2)
+                    nod = postprocess.clean_nodules(nlog > th, g, sp, nmin)
                     key = f"nodule tta={int(tta)} threshold={th:+.1f}"
                     if nodules.any():
                         variants[key].append(dice(nod, nodules))
@@ -152,7 +161,7 @@ def diagnose(models: Path, seeds: list[int], threads: int = 2) -> dict[str, Any]
             for k in range(1, n + 1):
                 comp = labels == k
                 diameter = 2.0 * float(np.sqrt(comp.sum() * sp * sp / np.pi))
-                sizes.append((diameter, float((res.nodules & comp).sum() / comp.sum())))
+                sizes.append((diameter, float((res.masks["nodule"] & comp).sum() / comp.sum())))
         if i % 25 == 0 or i == len(seeds):
             el = time.perf_counter() - t0
             eta = el / i * (len(seeds) - i)

@@ -178,7 +178,7 @@ def run(
             for k, v in r.timings_ms.items():
                 timings[k].append(v)
             score = score_image(
-                counts, gland, nodules, r.gland, r.nodules, s.pixel_spacing_mm, labels, s.diameters_mm
+                counts, gland, nodules, r.masks["gland"], r.masks["nodule"], s.pixel_spacing_mm, labels, s.diameters_mm
             )
             results.append(
                 CoupleResult(
@@ -188,9 +188,9 @@ def run(
                     score=score,
                     image=np.asarray(counts),
                     gland_truth=gland,
-                    gland_pred=r.gland,
+                    gland_pred=r.masks["gland"],
                     nodule_truth=nodules,
-                    nodule_pred=r.nodules,
+                    nodule_pred=r.masks["nodule"],
                 )
             )
         if i % 50 == 0 or i == len(scans):
@@ -458,10 +458,14 @@ def main(argv: list[str] | None = None) -> None:
         md.parent.mkdir(parents=True, exist_ok=True)
         md.write_text(markdown(reps, montages), encoding="utf-8")
     if args.update_cards:
-        from .export import metrics_for, model_name, set_metrics
+        from scintiseg.inference import Segmenter
 
+        from .export import metrics_for, set_metrics
+
+        # the folders of the models just evaluated (the ones the registry serves for each label)
+        served = Segmenter.from_models_dir(args.models, providers=("CPUExecutionProvider",))
         for task in ("gland", "nodule"):
-            set_metrics(args.models / model_name(task), metrics_for(task, rep))
+            set_metrics(served.model(task).card.folder, metrics_for(task, rep))
     for family, r in reps.items():
         print(family, json.dumps(r["overall"], indent=1), file=sys.stderr)
     print(f"wrote {args.json}, {args.markdown}, {', '.join(montages.values())}", file=sys.stderr)

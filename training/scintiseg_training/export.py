@@ -1,18 +1,25 @@
-"""Export a trained run to ``models/<name>/model.onnx`` + ``card.json``.
+"""Export a trained run to a model folder: ``model.onnx`` + ``card.json`` (schema 2).
 
 The ONNX graph (opset 17) takes ``image`` ``[batch, 1, 128, 128]`` float32 and
 gives ``logits`` of the same shape, with a dynamic ``batch`` axis. The graph is
 checked with ``onnx.checker``, its outputs are compared with PyTorch on random
-inputs, and the card is validated with :func:`scintiseg.modelcard.load_card`
-before the command returns.
+inputs, and the card (:func:`scintiseg.modelcard.task_card`) is validated with
+:func:`scintiseg.modelcard.load_card` before the command returns.
+
+Each model version is a folder of its own (:mod:`scintiseg.registry`): a new
+version goes into ``<models>/<name>-<version>/`` beside the older ones, written
+under a hidden name first and renamed into place, so a running Orthanc picks
+it up whole (and removing the folder rolls back). Exporting a version that a
+folder already holds replaces that folder the same way.
 
 Usage::
 
-    python -m scintiseg_training.export --run runs/gland --task gland --models models
-    # the gland model's second pass, into the same folder and card (refine.onnx):
+    python -m scintiseg_training.export --run runs/gland --task gland --models models --version 2.0.0
+    # the gland model's second pass, as the second stage of that version (refine.onnx):
     python -m scintiseg_training.export --run runs/gland-refine --task gland_refine --models models \\
-        --version 1.2.0
-    # update the metrics of an existing card (the ONNX file is untouched):
+        --version 2.0.0
+    # update the metrics of an existing card (the ONNX file is untouched; the highest
+    # version unless --version says which):
     python -m scintiseg_training.export --task nodule --models models \\
         --metrics docs/evaluation.json --metrics-only
 """
@@ -22,6 +29,8 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -30,8 +39,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from scintiseg.modelcard import CARD_FILE, load_card, sha256_file
-from scintiseg.seg.content import LABELS
+from scintiseg.modelcard import (
+    CARD_FILE,
+    ModelCardError,
+    load_card,
+    read_card_json,
+    sha256_file,
+    task_card,
+    version_key,
+)
 
 from .dataset import NORMALISATION, SIZE
 from .train import load_model
@@ -40,6 +56,7 @@ OPSET = 17
 MAX_BYTES = 10 * 1024 * 1024
 VERSION = "1.0.0"
 
+#: The window each task's network sees (the parity check feeds it real inputs of that window).
 WINDOW = {"gland": "full", "nodule": "gland", "gland_refine": "gland"}
 REFINE_ONNX = "refine.onnx"
 MIN_COMPONENT_MM2 = {"gland": 20.0, "nodule": 10.0}
@@ -88,33 +105,70 @@ def max_abs_diff(model: torch.nn.Module, onnx_bytes: bytes, x: np.ndarray) -> fl
     return float(np.abs(np.asarray(got) - ref).max())
 
 
+def write_card_file(path: Path, card: dict[str, Any]) -> None:
+    path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+
+
 def write_card(folder: Path, card: dict[str, Any]) -> None:
-    (folder / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    write_card_file(folder / CARD_FILE, card)
 
 
 def make_card(
     task: str, sha: str, training: dict[str, Any], metrics: dict[str, Any], version: str = VERSION
 ) -> dict[str, Any]:
-    return {
-        "name": model_name(task),
-        "version": version,
-        "task": task,
-        "family": "U-Net",
-        "creator": "ScintiSeg",
-        "onnx": "model.onnx",
-        "sha256": sha,
-        "input": {
-            "name": "image",
-            "size": SIZE,
-            "window": WINDOW[task],
-            "normalisation": {"percentile": NORMALISATION.percentile, "clip": NORMALISATION.clip},
-        },
-        "output": {"name": "logits", "threshold": 0.0},
-        "label": LABELS[task],
-        "postprocess": {"min_component_mm2": MIN_COMPONENT_MM2[task]},
-        "training": training,
-        "metrics": metrics,
-    }
+    return task_card(
+        task,
+        name=model_name(task),
+        version=version,
+        stages=[{"onnx": "model.onnx", "sha256": sha}],
+        size=SIZE,
+        percentile=NORMALISATION.percentile,
+        clip=NORMALISATION.clip,
+        min_component_mm2=MIN_COMPONENT_MM2[task],
+        training=training,
+        metrics=metrics,
+    )
+
+
+def model_folders(models: Path, name: str) -> list[tuple[str, Path]]:
+    """(version, folder) of every readable folder of ``models`` holding model ``name``, oldest first."""
+    found = []
+    for folder in sorted(p for p in Path(models).glob("*") if p.is_dir() and not p.name.startswith(".")):
+        try:
+            raw = read_card_json(folder)
+        except ModelCardError:
+            continue
+        if raw.get("name") == name and isinstance(raw.get("version"), str):
+            found.append((str(raw["version"]), folder))
+    return sorted(found, key=lambda vf: version_key(vf[0]))
+
+
+def model_folder(models: Path, task: str, version: str | None = None) -> Path | None:
+    """The folder of ``task``'s model at ``version`` (default: the highest one), if any."""
+    found = model_folders(models, model_name(task))
+    if version is not None:
+        found = [vf for vf in found if vf[0] == version]
+    return found[-1][1] if found else None
+
+
+def _staging(models: Path, name: str) -> Path:
+    """A hidden folder beside the models (the registry ignores it) to write a version into."""
+    staging = Path(models) / f".{name}.export-{os.getpid()}"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def _put_in_place(staging: Path, target: Path) -> None:
+    """Move a written folder into place in one rename (replacing ``target`` if it exists)."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        target.rename(old)
+    staging.rename(target)
+    if old is not None:
+        shutil.rmtree(old)
 
 
 def training_summary(
@@ -165,12 +219,14 @@ def export(
     hardware: str | None = None,
     version: str = VERSION,
 ) -> Path:
-    """Export ``run/last.pt`` to ``models/scintiseg-<task>/``; returns the folder.
+    """Export ``run/last.pt`` as version ``version`` of ``scintiseg-<task>``; returns its folder.
 
-    A new model needs a new ``version``: the plugin records results per model
-    version and processes studies again when it changes. The card keeps the
-    previous test metrics only if the ONNX file is the same; a different model
-    gets empty metrics until ``evaluate --update-cards`` scores it.
+    A new model needs a new ``version``: it goes into a new folder beside the older
+    ones and the plugin serves it in their place (their studies are processed again
+    on request, or with ``ReprocessOnUpgrade``). The card keeps the previous test
+    metrics only if the ONNX file is the same; a different model gets empty metrics
+    until ``evaluate --update-cards`` scores it. A gland model keeps the second stage
+    (``refine.onnx``) of the newest older version, if it had one.
     """
     model, ckpt = load_model(run)
     task = task or ckpt["task"]
@@ -180,26 +236,34 @@ def export(
     diff = parity["max_abs_logit_diff"]
     if task == "gland_refine":
         return export_refine(data, parity, ckpt, models, dataset, metrics, hardware, version)
-    folder = models / model_name(task)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "model.onnx").write_bytes(data)
-    sha = sha256_file(folder / "model.onnx")
+    models.mkdir(parents=True, exist_ok=True)
+    name = model_name(task)
+    same = model_folder(models, task, version)
+    newest = model_folder(models, task)
+    target = same or models / f"{name}-{version}"
+    staging = _staging(models, name)
+    (staging / "model.onnx").write_bytes(data)
+    sha = sha256_file(staging / "model.onnx")
     old: dict[str, Any] = {}
-    previous: dict[str, Any] = {}
-    if (folder / CARD_FILE).exists():
-        previous = json.loads((folder / CARD_FILE).read_text(encoding="utf-8"))
-        if metrics is None and previous.get("sha256") == sha:
-            old = previous.get("metrics", {})
+    previous = read_card_json(same) if same is not None else {}
+    if metrics is None and previous and previous["stages"][0]["sha256"] == sha:
+        old = previous.get("metrics", {})
     card = make_card(task, sha, training_summary(ckpt, dataset, hardware, parity), metrics or old, version)
-    if previous.get("refine") and (folder / REFINE_ONNX).is_file():
-        card["refine"] = previous["refine"]  # a second pass outlives a new first pass
-    write_card(folder, card)
-    load_card(folder)
+    source = same or newest
+    if source is not None:
+        stages = read_card_json(source).get("stages") or []
+        if len(stages) > 1 and (source / stages[1]["onnx"]).is_file():
+            # a second pass outlives a new first pass
+            shutil.copy2(source / stages[1]["onnx"], staging / stages[1]["onnx"])
+            card["stages"].append(stages[1])
+    write_card(staging, card)
+    load_card(staging)
+    _put_in_place(staging, target)
     print(
-        f"wrote {folder}/model.onnx ({len(data)} bytes, torch/ort max diff {diff:.1e}) and card.json",
+        f"wrote {target}/model.onnx ({len(data)} bytes, torch/ort max diff {diff:.1e}) and card.json",
         file=sys.stderr,
     )
-    return folder
+    return target
 
 
 #: Phantom scans whose served model inputs check every export (PyTorch vs onnxruntime).
@@ -256,51 +320,57 @@ def export_refine(
     hardware: str | None,
     version: str,
 ) -> Path:
-    """Write a gland second pass as ``refine.onnx`` beside the gland model, in the same card.
+    """Write a gland second pass as ``refine.onnx``, the second stage of gland version ``version``.
 
-    The gland model becomes a new version (give one): name, labels and post-processing
-    stay; its test metrics are dropped unless given, since the served result changes.
+    The first stage comes from the gland folder of that version, else from the newest
+    one (then a new version: give one): name, labels and post-processing stay; the test
+    metrics are dropped unless given, since the served result changes.
     """
-    folder = models / model_name("gland")
-    if not (folder / CARD_FILE).is_file():
-        raise SystemExit(f"no gland model in {folder}: export the first pass (--task gland) first")
-    card = json.loads((folder / CARD_FILE).read_text(encoding="utf-8"))
-    (folder / REFINE_ONNX).write_bytes(data)
-    sha = sha256_file(folder / REFINE_ONNX)
-    same = (card.get("refine") or {}).get("sha256") == sha and card.get("version") == version
+    source = model_folder(models, "gland", version) or model_folder(models, "gland")
+    if source is None:
+        raise SystemExit(f"no gland model in {models}: export the first pass (--task gland) first")
+    card = read_card_json(source)
+    name = str(card["name"])
+    staging = _staging(models, name)
+    first = card["stages"][0]
+    shutil.copy2(source / first["onnx"], staging / first["onnx"])
+    (staging / REFINE_ONNX).write_bytes(data)
+    sha = sha256_file(staging / REFINE_ONNX)
+    stages = card.get("stages") or []
+    same = len(stages) > 1 and stages[1].get("sha256") == sha and card.get("version") == version
     card["version"] = version
-    card["refine"] = {
+    card["stages"] = [first, {
+        **{k: v for k, v in first.items() if k not in ("onnx", "sha256", "training")},
         "onnx": REFINE_ONNX,
         "sha256": sha,
-        "input": {
-            "name": "image",
-            "size": SIZE,
-            "window": WINDOW["gland_refine"],
-            "normalisation": {"percentile": NORMALISATION.percentile, "clip": NORMALISATION.clip},
-        },
-        "output": {"name": "logits", "threshold": 0.0},
+        "window": "previous",
         "training": training_summary(ckpt, dataset, hardware, parity),
-    }
+    }]
     if metrics is not None:
         card["metrics"] = metrics
     elif not same:
         card["metrics"] = {}
-    write_card(folder, card)
-    load_card(folder)
+    write_card(staging, card)
+    load_card(staging)
+    target = source if read_card_json(source).get("version") == version else models / f"{name}-{version}"
+    _put_in_place(staging, target)
     print(
-        f"wrote {folder}/{REFINE_ONNX} ({len(data)} bytes, torch/ort max diff {parity['max_abs_logit_diff']:.1e}) "
-        f"and the refine pass of {folder}/card.json, version {version}",
+        f"wrote {target}/{REFINE_ONNX} ({len(data)} bytes, torch/ort max diff {parity['max_abs_logit_diff']:.1e}) "
+        f"and the second stage of {target}/card.json, version {version}",
         file=sys.stderr,
     )
-    return folder
+    return target
 
 
 def set_metrics(folder: Path, metrics: dict[str, Any]) -> None:
-    """Replace a card's metrics; the ONNX file (and so its sha256) is untouched."""
-    card = json.loads((folder / CARD_FILE).read_text(encoding="utf-8"))
+    """Replace a card's metrics; the ONNX files (and so their sha256) are untouched."""
+    card = read_card_json(folder)
     card["metrics"] = metrics
-    card["sha256"] = sha256_file(folder / card["onnx"])
-    write_card(folder, card)
+    for stage in card.get("stages") or []:
+        stage["sha256"] = sha256_file(folder / stage["onnx"])
+    tmp = folder / f".{CARD_FILE}.tmp"
+    write_card_file(tmp, card)
+    os.replace(tmp, folder / CARD_FILE)  # one rename: a running registry never reads half a card
     load_card(folder)
 
 
@@ -338,20 +408,23 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--metrics", type=Path, help="evaluation JSON (evaluate.py) to put in the card")
     ap.add_argument("--metrics-only", action="store_true", help="only update the card's metrics")
     ap.add_argument("--hardware", help="where it was trained, for the card (e.g. '2-core CPU')")
-    ap.add_argument("--version", default=VERSION, help=f"model version for the card (default {VERSION}); "
-                    "give a new one for every new model")
+    ap.add_argument("--version", default=None, help=f"model version for the card (default {VERSION}); "
+                    "give a new one for every new model (with --metrics-only: which version, default the highest)")
     args = ap.parse_args(argv)
     report = json.loads(args.metrics.read_text(encoding="utf-8")) if args.metrics else None
     if args.metrics_only:
         if not (args.task and report):
             raise SystemExit("--metrics-only needs --task and --metrics")
-        set_metrics(args.models / model_name(args.task), metrics_for(args.task, report))
+        folder = model_folder(args.models, args.task, args.version)
+        if folder is None:
+            raise SystemExit(f"no {model_name(args.task)} model in {args.models}")
+        set_metrics(folder, metrics_for(args.task, report))
         return
     if args.run is None:
         raise SystemExit("--run is required")
     task = args.task
     metrics = metrics_for("gland" if task == "gland_refine" else task, report) if (report and task) else None
-    export(args.run, args.models, task, metrics=metrics, hardware=args.hardware, version=args.version)
+    export(args.run, args.models, task, metrics=metrics, hardware=args.hardware, version=args.version or VERSION)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
         default=Path("runs/nodule"),
         help="exported when --nodule-model does not exist",
     )
+    ap.add_argument("--independent", type=int, default=300, help="scans of the independent family to score")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--out", type=Path, default=Path("runs/learning_curve.json"))
@@ -97,6 +98,10 @@ def main(argv: list[str] | None = None) -> None:
                 "",
                 "--montage",
                 "",
+                "--montage-independent",
+                "",
+                "--independent",
+                str(args.independent),
                 "--threads",
                 str(args.threads),
             ]
@@ -111,6 +116,11 @@ def main(argv: list[str] | None = None) -> None:
                 "wall_minutes_incl_export": round(minutes, 1),
                 "gland_dice_mean": rep["overall"]["gland_dice_mean"],
                 "gland_dice_median": rep["overall"]["gland_dice_median"],
+                **(
+                    {"independent_gland_dice_mean": rep["families"]["independent"]["overall"]["gland_dice_mean"]}
+                    if "independent" in rep.get("families", {})
+                    else {}
+                ),
             }
         )
         args.out.write_text(json.dumps(rows, indent=1), encoding="utf-8")

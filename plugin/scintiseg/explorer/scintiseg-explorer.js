@@ -1,8 +1,10 @@
 // ScintiSeg in Orthanc Explorer (loaded with orthanc.ExtendOrthancExplorer).
 //
 // On a study's page, a "ScintiSeg" box under "Access" shows the segmentation status and,
-// per image, the gland area and the cold nodules; it links to the preview picture and to
-// the study in the OHIF viewer. It refreshes itself while the study is pending/processing.
+// per image, each label the models made (area, counts, lobe shares, numbered components
+// such as cold nodules: whatever the answer carries, so a new label needs no change here)
+// and the image's quality flags; it links to the preview picture and to the study in the
+// OHIF viewer. It refreshes itself while the study is pending/processing.
 // When physicians labelled the study's images (GET /scintiseg/studies/{id}/labels), it shows
 // the AI-vs-physician agreement of each label (Dice per label, nodules found by each side) and
 // the reason of each refused label object.
@@ -36,25 +38,57 @@
       .append($('<a>').attr('href', href).attr('target', '_blank').attr('rel', 'noopener').text(text));
   }
 
+  function size(entry) {
+    if (entry.area_mm2 !== null && entry.area_mm2 !== undefined) {
+      return fmt(entry.area_mm2, 'mm\u00b2');
+    }
+    return fmt(entry.pixels, 'px');
+  }
+
+  function labelLines(prefix, label) {
+    var name = (label.name || label.key).toLowerCase();
+    var lines = [];
+    if (label.numbered) {
+      var parts = label.components || [];
+      if (!parts.length) {
+        return [prefix + 'no ' + name];
+      }
+      for (var j = 0; j < parts.length; j++) {
+        var n = parts[j];
+        lines.push(prefix + name + ' ' + n.number + ': ' + size(n) + ', ' + n.lobe + ' lobe, ' + n.pole +
+                   ' pole, count ratio ' + fmt(n.count_ratio));
+      }
+      return lines;
+    }
+    var text = prefix + name + ' ' + size(label);
+    if (label.counts !== null && label.counts !== undefined) {
+      text += ', ' + fmt(label.counts, 'counts');
+    }
+    if (label.right_lobe_share_pct !== undefined) {
+      text += ', right/left ' + fmt(label.right_lobe_share_pct) + '/' + fmt(label.left_lobe_share_pct) + ' %';
+    }
+    return [text];
+  }
+
   function frameLines(image) {
     var lines = [];
     var frames = image.frames || [];
     for (var i = 0; i < frames.length; i++) {
       var f = frames[i];
       var prefix = frames.length > 1 ? 'Frame ' + f.frame + ': ' : '';
-      var area = f.gland_area_mm2 !== null ? fmt(f.gland_area_mm2, 'mm\u00b2') : fmt(f.gland_pixels, 'px');
-      lines.push(prefix + 'gland ' + area + ', ' + fmt(f.gland_counts, 'counts') + ', right/left ' +
-                 fmt(f.right_lobe_share_pct) + '/' + fmt(f.left_lobe_share_pct) + ' %');
-      var nodules = f.nodules || [];
-      if (!nodules.length) {
-        lines.push(prefix + 'no cold nodule');
+      var labels = f.labels || [];
+      for (var k = 0; k < labels.length; k++) {
+        lines = lines.concat(labelLines(prefix, labels[k]));
       }
-      for (var j = 0; j < nodules.length; j++) {
-        var n = nodules[j];
-        lines.push(prefix + 'cold nodule ' + n.number + ': ' +
-                   (n.area_mm2 !== null ? fmt(n.area_mm2, 'mm\u00b2') : fmt(n.pixels, 'px')) +
-                   ', ' + n.lobe + ' lobe, ' + n.pole + ' pole, count ratio ' + fmt(n.count_ratio));
-      }
+    }
+    return lines;
+  }
+
+  function flagLines(image) {
+    var lines = [];
+    var flags = image.flags || [];
+    for (var i = 0; i < flags.length; i++) {
+      lines.push('Flag ' + flags[i].code + (flags[i].message ? ': ' + flags[i].message : ''));
     }
     return lines;
   }
@@ -76,6 +110,10 @@
         var lines = frameLines(images[i]);
         for (var k = 0; k < lines.length; k++) {
           panel.append(item(title + lines[k]));
+        }
+        var flags = flagLines(images[i]);
+        for (var q = 0; q < flags.length; q++) {
+          panel.append(item(title + flags[q], 'e'));
         }
       }
       if (result.models && result.models.length) {

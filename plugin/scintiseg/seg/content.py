@@ -3,9 +3,9 @@
 Codes are ``(coding scheme designator, code value, code meaning)`` tuples, the
 order used by the model cards (``["SCT", "69748006", "Thyroid"]``).
 
-:data:`LABELS` is the one table of what each task's model produces; the model
-cards (training's export), the test stand-in models, the SEG templates below
-and the preview colours all take it from here. Its codes are the ones
+:data:`LABELS` is the one table of what the shipped models produce; the model
+cards (training's export) and the test stand-in models take it from here. At
+run time the model cards are the source of truth (a model may bring any label). Its codes are the ones
 ScintiSeg's SEG output is specified with:
 
 * gland: category ``SCT 123037004 "Anatomical Structure"``, type
@@ -49,19 +49,25 @@ ARTIFICIAL_INTELLIGENCE: Code = ("DCM", "123110", "Artificial Intelligence")
 GLAND_RGB: RGB = (0, 230, 64)
 NODULE_RGB: RGB = (255, 0, 255)
 
-#: The segment each task's model produces, as its model card writes it.
+#: The label each shipped model produces, as its model card (schema 2) writes it.
 LABELS: dict[str, dict[str, Any]] = {
     "gland": {
+        "key": "gland",
         "name": "Thyroid gland",
         "category": list(ANATOMICAL_STRUCTURE),
         "type": list(THYROID),
         "anatomic_region": None,
+        "colour": list(GLAND_RGB),
+        "numbered": False,
     },
     "nodule": {
+        "key": "nodule",
         "name": "Cold nodule",
         "category": list(MORPHOLOGICALLY_ALTERED_STRUCTURE),
         "type": list(NODULE),
         "anatomic_region": list(THYROID),
+        "colour": list(NODULE_RGB),
+        "numbered": True,
     },
 }
 
