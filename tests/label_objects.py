@@ -3,7 +3,9 @@
 :func:`manual_seg` reuses ScintiSeg's SEG writer for the frame structure (Derivation Image >
 Source Image references per frame, segment identification), then makes it a physician's
 object: Segment Algorithm Type ``MANUAL`` without algorithm identification, the viewer as
-manufacturer, a Content Creator's Name, its own UIDs. :func:`rtstruct` writes closed planar
+manufacturer, a Content Creator's Name, its own UIDs. :func:`labelmap_seg` turns one into the
+Label Map SEG that OHIF 3.11+ writes by default (each pixel its segment's number, no segment
+identification per frame). :func:`rtstruct` writes closed planar
 contours given in pixel coordinates, converted to patient coordinates with the NM image's
 detector position/orientation and pixel spacing (the inverse of what ScintiSeg reads).
 """
@@ -58,11 +60,30 @@ def manual_seg(source: Dataset, gland: np.ndarray, nodules: np.ndarray | None = 
     return seg
 
 
-def _patient_points(source: Dataset, polygon: np.ndarray, frame: int = 1) -> list[float]:
-    detectors = source.get("DetectorInformationSequence") or [source]
-    holder = detectors[min(frame, len(detectors)) - 1]
-    ipp = np.array([float(v) for v in holder.ImagePositionPatient])
-    iop = np.array([float(v) for v in holder.ImageOrientationPatient])
+def labelmap_seg(source: Dataset, gland: np.ndarray, nodules: np.ndarray) -> Dataset:
+    """A Label Map SEG of a single-frame ``source``: pixel 1 gland, 2 nodule (nodules win), 0 none."""
+    seg = manual_seg(source, gland, nodules, tag="labelmap")
+    values = np.where(np.asarray(nodules, bool), 2, np.where(np.asarray(gland, bool), 1, 0)).astype(np.uint8)
+    seg.SOPClassUID = seg.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.66.7"
+    seg.SegmentationType = "LABELMAP"
+    seg.BitsAllocated, seg.BitsStored, seg.HighBit = 8, 8, 7
+    seg.NumberOfFrames = 1
+    group = seg.PerFrameFunctionalGroupsSequence[0]
+    del group.SegmentIdentificationSequence
+    seg.PerFrameFunctionalGroupsSequence = DicomSequence([group])
+    seg.PixelData = values.tobytes()
+    return seg
+
+
+def _patient_points(source: Dataset, polygon: np.ndarray, frame: int = 1, viewer: bool = False) -> list[float]:
+    if viewer:  # as OHIF places a single-frame NM image: the top level, else the anterior defaults
+        ipp = np.array([float(v) for v in source.get("ImagePositionPatient") or [0, 0, 0]])
+        iop = np.array([float(v) for v in source.get("ImageOrientationPatient") or [1, 0, 0, 0, 1, 0]])
+    else:
+        detectors = source.get("DetectorInformationSequence") or [source]
+        holder = detectors[min(frame, len(detectors)) - 1]
+        ipp = np.array([float(v) for v in holder.ImagePositionPatient])
+        iop = np.array([float(v) for v in holder.ImageOrientationPatient])
     dr, dc = (float(v) for v in source.PixelSpacing)
     cols, rows = polygon[:, 0], polygon[:, 1]
     pts = ipp + np.outer(cols * dc, iop[:3]) + np.outer(rows * dr, iop[3:])
@@ -75,7 +96,7 @@ def ellipse(centre_col: float, centre_row: float, half_width: float, half_height
     return np.stack([centre_col + half_width * np.cos(t), centre_row + half_height * np.sin(t)], axis=1)
 
 
-def rtstruct(source: Dataset, rois: Mapping[str, Sequence[np.ndarray]], *, tag: str = "rt",
+def rtstruct(source: Dataset, rois: Mapping[str, Sequence[np.ndarray]], *, tag: str = "rt", viewer: bool = False,
              image_uid: str | None = None) -> Dataset:
     """An RT Structure Set with one ROI per name, each a list of (column, row) polygons on ``source``."""
     uid = deterministic_uid("test-rtstruct", tag, str(source.SOPInstanceUID))
@@ -121,7 +142,7 @@ def rtstruct(source: Dataset, rois: Mapping[str, Sequence[np.ndarray]], *, tag: 
             ref.ReferencedSOPInstanceUID = referenced
             contour.ContourImageSequence = DicomSequence([ref])
             contour.ContourGeometricType = "CLOSED_PLANAR"
-            points = _patient_points(source, np.asarray(polygon, dtype=float))
+            points = _patient_points(source, np.asarray(polygon, dtype=float), viewer=viewer)
             contour.NumberOfContourPoints = len(points) // 3
             contour.ContourData = points
             contours.append(contour)

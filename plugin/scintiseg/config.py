@@ -57,6 +57,7 @@ DEFAULTS: dict[str, Any] = {
     "ModelsPollSeconds": 2,
     "ReprocessOnUpgrade": False,
     "DeleteSupersededSeg": False,
+    "ShadowAgreementFile": None,
     "LogLevel": "INFO",
     "Anonymization": dict(ANONYMIZATION_DEFAULTS),
     "WorkState": "auto",
@@ -156,6 +157,9 @@ class Config:
     reprocess_on_upgrade: bool = False
     #: delete an image's SEG (and preview) of a superseded version once the new one is stored
     delete_superseded_seg: bool = False
+    #: the JSON-lines file of the shadow models' agreement records (kept across restarts);
+    #: ``None`` in a section parsed alone: :func:`load_config` puts it in Orthanc's storage folder
+    shadow_agreement_file: Path | None = None
 
 
 def strip_json_comments(text: str) -> str:
@@ -349,6 +353,10 @@ def parse_section(
     except ValueError as exc:
         raise ConfigError(f"{SECTION}.Anonymization: {exc}") from exc
 
+    agreement_file = _option(section, "ShadowAgreementFile")
+    if agreement_file is not None and (not isinstance(agreement_file, str) or not agreement_file):
+        raise ConfigError(f"{SECTION}.ShadowAgreementFile must be a file path or null, got {agreement_file!r}")
+
     labels_metadata = _option(section, "LabelsMetadata")
     if not isinstance(labels_metadata, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", labels_metadata):
         raise ConfigError(f"{SECTION}.LabelsMetadata must be a metadata name, got {labels_metadata!r}")
@@ -386,7 +394,12 @@ def parse_section(
         models_poll_s=float(_int(section, "ModelsPollSeconds", 1, 3600)),
         reprocess_on_upgrade=_bool(section, "ReprocessOnUpgrade"),
         delete_superseded_seg=_bool(section, "DeleteSupersededSeg"),
+        shadow_agreement_file=None if agreement_file is None else _folder(agreement_file, "ShadowAgreementFile", root),
     )
+
+
+#: The shadow agreement file's name in Orthanc's storage folder (``ShadowAgreementFile`` null).
+AGREEMENT_FILE_NAME = "scintiseg-shadow-agreement.jsonl"
 
 
 def load_config(
@@ -412,6 +425,13 @@ def load_config(
             f'"UserMetadata" with an index in [1024, 65535]'
         )
     config = dataclasses.replace(config, stable_age_s=float(stable_age), work_metadata_declared=work_declared)
+    if config.shadow_agreement_file is None:
+        storage = orthanc_config.get("StorageDirectory") or "OrthancStorage"  # Orthanc's default
+        if not isinstance(storage, str):
+            raise ConfigError(f'Orthanc\'s "StorageDirectory" must be a folder path, got {storage!r}')
+        # a relative storage folder is taken from Orthanc's working folder
+        config = dataclasses.replace(config, shadow_agreement_file=Path(storage).expanduser().absolute()
+                                     / AGREEMENT_FILE_NAME)
     if not isinstance(declared, Mapping) or config.labels_metadata not in declared:
         if "LabelsMetadata" in (orthanc_config.get(SECTION) or {}):
             raise ConfigError(

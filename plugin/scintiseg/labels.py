@@ -8,10 +8,14 @@ label on the source image's matrix (frames, rows, cols), and which model label e
 
 * SEG frames are placed by their Derivation Image > Source Image reference (Referenced SOP
   Instance UID and Referenced Frame Number), else by the SEG's Referenced Series Sequence
-  when it names a single image. FRACTIONAL segments are thresholded at half their maximum.
+  when it names a single image. FRACTIONAL segments are thresholded at half their maximum;
+  in a LABELMAP SEG (Label Map Segmentation Storage, OHIF's default) each pixel holds its
+  segment's number. A frame number above 1 on a single-frame image (dcmjs numbers a series
+  of single-frame NM images by their place in it) is taken as the image itself.
 * RTSTRUCT contours (patient coordinates, mm) go to pixel coordinates with the NM image's
   Image Position/Orientation (Patient) (the Detector Information Sequence item of the frame,
-  or the top level) and Pixel Spacing, then are filled at pixel centres (even-odd rule;
+  or the top level; or, when the contour does not lie on that plane, the plane OHIF
+  displays the image on: :func:`_geometries`) and Pixel Spacing, then are filled at pixel centres (even-odd rule;
   several contours of one ROI on one frame are united) by :mod:`scintiseg.contours`. A planar
   NM without position/orientation is taken as viewers display it: orientation
   ``[1,0,0,0,1,0]``, first pixel centre at the origin.
@@ -54,6 +58,9 @@ __all__ = [
 ]
 
 SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+#: Label Map Segmentation Storage: one frame per source frame, each pixel the segment number
+#: (what OHIF 3.11+ writes by default)
+LABELMAP_SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.7"
 RTSTRUCT_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 #: Segment Algorithm Types that a physician's hand made (CID-free defined terms of the SEG IOD).
 HUMAN_ALGORITHM_TYPES = ("MANUAL", "SEMIAUTOMATIC")
@@ -78,6 +85,8 @@ CODE_MAP: dict[tuple[str, str], str] = {
 #: Name rules, first match wins; ``None`` means "not one of the models' labels".
 NAME_RULES: tuple[tuple[re.Pattern[str], str | None], ...] = (
     (re.compile(r"(?i)\b(hot|warm|hyper|chaud|heiss|hei\u00df)"), None),
+    # the glands a thyroid scan also shows are not the thyroid gland
+    (re.compile(r"(?i)saliv|parotid|parotis|submandib|sublingu|speichel"), None),
     (re.compile(r"(?i)nod|knoten|cold|froid|kalt"), "nodule"),
     (re.compile(r"(?i)thyr|gland|schild|tiro|lobe"), "gland"),
 )
@@ -136,7 +145,7 @@ def label_kind(ds: Dataset) -> str | None:
     sop_class = _text(ds, "SOPClassUID")
     if sop_class == RTSTRUCT_STORAGE or _text(ds, "Modality").upper() == "RTSTRUCT":
         return "RTSTRUCT"
-    if sop_class == SEGMENTATION_STORAGE or _text(ds, "Modality").upper() == "SEG":
+    if sop_class in (SEGMENTATION_STORAGE, LABELMAP_SEGMENTATION_STORAGE) or _text(ds, "Modality").upper() == "SEG":
         types = {_text(item, "SegmentAlgorithmType").upper() for item in ds.get("SegmentSequence", None) or []}
         return "SEG" if types & set(HUMAN_ALGORITHM_TYPES) else None
     return None
@@ -277,9 +286,11 @@ def _read_seg(seg: Dataset, sources: Mapping[str, Dataset]) -> list[ImageLabels]
     except Exception as exc:  # decoder boundary: pydicom raises many types
         raise LabelRefused("corrupt", f"the SEG pixel data cannot be decoded: {exc}") from exc
     pixels = pixels.reshape(-1, rows, cols)
-    if _text(seg, "SegmentationType").upper() == "FRACTIONAL":
+    kind = _text(seg, "SegmentationType").upper()
+    labelmap = kind == "LABELMAP" or _text(seg, "SOPClassUID") == LABELMAP_SEGMENTATION_STORAGE
+    if kind == "FRACTIONAL":
         pixels = pixels > int(seg.get("MaximumFractionalValue") or 255) / 2
-    else:
+    elif not labelmap:
         pixels = pixels.astype(bool)
     refs = _seg_frame_refs(seg)
     if any(r is None for r in refs):
@@ -299,17 +310,28 @@ def _read_seg(seg: Dataset, sources: Mapping[str, Dataset]) -> list[ImageLabels]
         if uid not in sources:
             continue
         group = groups[i] if i < len(groups) else Dataset()
-        ident = (group.get("SegmentIdentificationSequence", None) or shared.get("SegmentIdentificationSequence", None)
-                 or [Dataset()])[0]
-        number = int(ident.get("ReferencedSegmentNumber") or 1)
         n_frames = _shape(sources[uid])[0]
+        if n_frames == 1 and frame > 1:
+            # dcmjs numbers the frames of a series of single-frame NM images by their place in
+            # the series (it takes NM for a multi-frame class): the image itself is meant
+            frame = 1
         if not 1 <= frame <= n_frames:
             raise LabelRefused("matrix", f"SEG frame {i + 1} references frame {frame} of image {uid}, "
                                          f"which has {n_frames} frame(s)")
-        key = (uid, number)
-        if key not in masks:
-            masks[key] = np.zeros(_shape(sources[uid]), dtype=bool)
-        masks[key][frame - 1] |= pixels[i]
+        if labelmap:
+            # each pixel holds the number of its segment (0: none)
+            layers = [(number, pixels[i] == number) for number in segments]
+        else:
+            ident = (group.get("SegmentIdentificationSequence", None)
+                     or shared.get("SegmentIdentificationSequence", None) or [Dataset()])[0]
+            layers = [(int(ident.get("ReferencedSegmentNumber") or 1), pixels[i])]
+        for number, layer in layers:
+            key = (uid, number)
+            if labelmap and key not in masks and not layer.any():
+                continue  # a label map lists every segment on every frame: keep the drawn ones
+            if key not in masks:
+                masks[key] = np.zeros(_shape(sources[uid]), dtype=bool)
+            masks[key][frame - 1] |= layer
     out = []
     for uid in sources:
         image = ImageLabels(uid)
@@ -324,22 +346,55 @@ def _read_seg(seg: Dataset, sources: Mapping[str, Dataset]) -> list[ImageLabels]
     return out
 
 
-def _geometry(source: Dataset, frame: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[float, float]]:
-    """(position, row direction, column direction, (row spacing, column spacing)) of a frame."""
-    detectors = list(source.get("DetectorInformationSequence", None) or [])
-    holder = detectors[frame - 1] if frame - 1 < len(detectors) else (detectors[0] if detectors else source)
-    ipp = holder.get("ImagePositionPatient") or source.get("ImagePositionPatient") or [0.0, 0.0, 0.0]
-    iop = holder.get("ImageOrientationPatient") or source.get("ImageOrientationPatient") or [1, 0, 0, 0, 1, 0]
+Geometry = tuple[np.ndarray, np.ndarray, np.ndarray, tuple[float, float]]
+
+
+def _geometry_of(position_value: Any, orientation_value: Any, source: Dataset) -> Geometry:
+    """(position, row direction, column direction, (row spacing, column spacing))."""
     spacing = source.get("PixelSpacing") or [1.0, 1.0]
     try:
-        position = np.array([float(v) for v in ipp], dtype=float)
-        orientation = np.array([float(v) for v in iop], dtype=float)
+        position = np.array([float(v) for v in position_value], dtype=float)
+        orientation = np.array([float(v) for v in orientation_value], dtype=float)
         dr, dc = (float(spacing[0]), float(spacing[1]))
     except (TypeError, ValueError) as exc:
         raise LabelRefused("not_an_image", f"the image geometry cannot be read: {exc}") from exc
     if position.shape != (3,) or orientation.shape != (6,) or dr <= 0 or dc <= 0:
         raise LabelRefused("not_an_image", "the image has no usable position, orientation or pixel spacing")
     return position, orientation[:3], orientation[3:], (dr, dc)
+
+
+def _geometries(source: Dataset, frame: int) -> list[Geometry]:
+    """The planes a frame may have been drawn on, the standard's first.
+
+    1. The frame's Detector Information item (NM keeps its geometry there), else the top
+       level, else the anterior defaults.
+    2. The one OHIF (cornerstone) displays: for a single frame, the top-level tags or the
+       defaults (it ignores the detector items); for several frames, the first detector
+       item's.
+    """
+    detectors = list(source.get("DetectorInformationSequence", None) or [])
+    holder = detectors[frame - 1] if frame - 1 < len(detectors) else (detectors[0] if detectors else source)
+    top_ipp, top_iop = source.get("ImagePositionPatient"), source.get("ImageOrientationPatient")
+    standard = _geometry_of(holder.get("ImagePositionPatient") or top_ipp or [0.0, 0.0, 0.0],
+                            holder.get("ImageOrientationPatient") or top_iop or [1, 0, 0, 0, 1, 0], source)
+    viewer_holder = detectors[0] if detectors and int(source.get("NumberOfFrames") or 1) > 1 else source
+    try:
+        viewer = _geometry_of(viewer_holder.get("ImagePositionPatient") or [0.0, 0.0, 0.0],
+                              viewer_holder.get("ImageOrientationPatient") or [1, 0, 0, 0, 1, 0], source)
+    except LabelRefused:
+        return [standard]
+    return [standard, viewer]
+
+
+def _on_plane(points: np.ndarray, geometry: Geometry) -> bool:
+    """Whether every point lies on the geometry's plane (within half a pixel, at least 1 mm)."""
+    position, row_dir, col_dir, (dr, dc) = geometry
+    normal = np.cross(row_dir, col_dir)
+    length = float(np.linalg.norm(normal))
+    if length == 0:
+        return False
+    distance = np.abs((points - position) @ (normal / length))
+    return bool(distance.max() <= max(1.0, 0.5 * min(dr, dc)))
 
 
 def _read_rtstruct(rt: Dataset, sources: Mapping[str, Dataset]) -> list[ImageLabels]:
@@ -364,12 +419,17 @@ def _read_rtstruct(rt: Dataset, sources: Mapping[str, Dataset]) -> list[ImageLab
             frame = int((refs[0].get("ReferencedFrameNumber") if refs else None) or 1)
             source = sources[uid]
             shape = _shape(source)
-            position, row_dir, col_dir, (dr, dc) = _geometry(source, frame)
             points = np.asarray([float(v) for v in contour.get("ContourData") or []], dtype=float)
             if points.size < 9 or points.size % 3:
                 raise LabelRefused("empty", f"contour {k + 1} of ROI {names.get(number, number)!r} has fewer than "
                                             "3 points")
-            rel = points.reshape(-1, 3) - position
+            points = points.reshape(-1, 3)
+            # the plane the contour lies on (the standard's, else the one OHIF drew on); none:
+            # the standard's, onto which the points are projected
+            candidates = _geometries(source, frame)
+            position, row_dir, col_dir, (dr, dc) = next(
+                (g for g in candidates if _on_plane(points, g)), candidates[0])
+            rel = points - position
             cols_px, rows_px = rel @ row_dir / dc, rel @ col_dir / dr
             try:
                 mask = polygon_mask(np.stack([cols_px, rows_px], axis=1), shape[1], shape[2])

@@ -79,6 +79,7 @@ def load_jobs(config: Config, gateway: Gateway) -> StudyJobs:
     """
     from .pipeline import OutputOptions, PipelineSource
     from .registry import Registry, onnx_loader
+    from .shadow import AgreementLog
 
     registry = Registry(
         config.models_dir, onnx_loader(config.providers, config.inference_threads), poll_s=config.models_poll_s
@@ -95,7 +96,7 @@ def load_jobs(config: Config, gateway: Gateway) -> StudyJobs:
     )
     return StudyJobs(
         gateway,
-        PipelineSource(registry, options),
+        PipelineSource(registry, options, AgreementLog(config.shadow_agreement_file)),
         config.selection,
         current.providers,
         store_preview=config.store_preview,

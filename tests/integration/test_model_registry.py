@@ -193,4 +193,13 @@ def test_a_shadow_candidate_runs_unseen_and_reports_its_agreement(server: Orthan
     # the study answer shows nothing of the shadow
     study = json.loads(server.request("GET", f"/scintiseg/studies/{sid}"))
     assert "99.0.0" not in json.dumps(study)
+    # the evidence outlives a restart: the records are in Orthanc's storage folder
+    records = server.data / "db" / "scintiseg-shadow-agreement.jsonl"
+    lines = [json.loads(line) for line in records.read_text().splitlines()]
+    assert len(lines) == summary["images"] and {r["shadow"] for r in lines} == {"scintiseg-nodule@99.0.0"}
+    server.restart()
+    wait_stage(server, "nodule-candidate", "shadow", time.monotonic())
+    after = json.loads(server.request("GET", "/scintiseg/models/scintiseg-nodule/99.0.0/agreement"))
+    kept = ("images", "against", "dice", "found_by_active_only", "found_by_shadow_only")
+    assert {k: after[k] for k in kept} == {k: summary[k] for k in kept}
     remove(server, "nodule-candidate")

@@ -21,7 +21,7 @@ from openapi_check import check_answer, load_spec
 from orthanc_harness import STABLE_AGE, OrthancServer, Study, make_study, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from label_objects import ellipse, manual_seg, rtstruct  # noqa: E402
+from label_objects import ellipse, labelmap_seg, manual_seg, rtstruct  # noqa: E402
 
 
 def stow(orthanc: OrthancServer, ds: pydicom.Dataset) -> dict[str, Any]:
@@ -159,3 +159,20 @@ def test_bad_label_objects_are_refused_kept_and_orthanc_serves_on(
     assert "1.2.826.0.1.99.404" in by_code["unknown_image"]["reason"]
     assert orthanc.get("/system")["Version"]
     assert orthanc.get("/scintiseg/health")["status"] == "ok"
+
+
+def test_a_label_map_seg_as_ohif_saves_it_is_linked_with_each_segment(
+    orthanc: OrthancServer, processed: tuple[Study, str]
+) -> None:
+    study, sid = processed
+    _, (second_id, second) = nm_sources(orthanc, sid)
+    before = {r["instance_id"] for r in labels(orthanc, sid)}
+    gland, nodules = study.glands[1][0], study.nodules[1][0]
+    stow(orthanc, labelmap_seg(second, gland, nodules))
+    record = wait_for("the label map's record", lambda: next(
+        (r for r in labels(orthanc, sid) if r["instance_id"] not in before), None), STABLE_AGE + 60)
+    assert record["kind"] == "SEG" and record["status"] == "accepted", record
+    (image,) = record["images"]
+    assert image["source_instance_id"] == second_id
+    by_label = {lab["maps_to"]: lab["pixels"] for lab in image["labels"]}
+    assert by_label == {"gland": int((gland & ~nodules).sum()), "nodule": int(nodules.sum())}

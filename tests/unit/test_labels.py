@@ -12,7 +12,7 @@ import pytest
 from fake_gateway import FakeGateway
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from label_objects import ellipse, manual_seg, rtstruct  # noqa: E402
+from label_objects import ellipse, labelmap_seg, manual_seg, rtstruct  # noqa: E402
 
 from scintiseg.agreement import compare, dice, nodule_matching, summarise  # noqa: E402
 from scintiseg.contours import ContourError, polygon_mask, self_intersects  # noqa: E402
@@ -52,6 +52,27 @@ def test_manual_seg_gives_the_drawn_masks_mapped_to_the_model_labels() -> None:
     assert summary[0]["pixels"] == int(scan.gland.sum()) and summary[0]["frames_drawn"] == [1]
 
 
+def test_a_label_map_seg_gives_each_segment_its_pixels() -> None:
+    ds, scan = source()
+    seg = labelmap_seg(ds, scan.gland, scan.nodules)
+    assert label_kind(seg) == "SEG"
+    (image,) = read_label_object(seg, {str(ds.SOPInstanceUID): ds}.get)
+    masks = image.model_masks()
+    assert np.array_equal(masks["nodule"][0], scan.nodules)
+    assert np.array_equal(masks["gland"][0], scan.gland & ~scan.nodules)  # a pixel holds one segment
+    assert [lab.maps_to for lab in image.labels] == ["gland", "nodule"]
+
+
+def test_a_stack_index_frame_number_on_a_single_frame_image_means_the_image() -> None:
+    # dcmjs numbers the frames of a series of single-frame NM images by their place in the series
+    ds, scan = source()
+    seg = manual_seg(ds, scan.gland, scan.nodules)
+    for group in seg.PerFrameFunctionalGroupsSequence:
+        group.DerivationImageSequence[0].SourceImageSequence[0].ReferencedFrameNumber = 3
+    (image,) = read_label_object(seg, {str(ds.SOPInstanceUID): ds}.get)
+    assert np.array_equal(image.model_masks()["gland"][0], scan.gland)
+
+
 def test_scintiseg_automatic_seg_is_not_a_label() -> None:
     ds, scan = source()
     assert label_kind(ai_seg(ds, scan.gland, scan.nodules)) is None
@@ -67,8 +88,14 @@ def test_scintiseg_automatic_seg_is_not_a_label() -> None:
         ("Kalter Knoten", None, "nodule"),
         ("x", ("SCT", "237495005", "Thyroid nodule"), "nodule"),
         ("Hot nodule", ("SCT", "27925004", "Nodule"), None),
-        ("Salivary gland", ("SCT", "385294005", "Salivary gland"), "gland"),
+        # the salivary glands a thyroid scan shows are not the thyroid gland
+        ("Salivary gland", ("SCT", "385294005", "Salivary gland"), None),
+        ("Left parotid gland", None, None),
+        ("Glande submandibulaire", None, None),
         ("Background", ("SCT", "385294005", "Salivary gland"), None),
+        # OHIF's defaults: the generic Tissue code and "Segment N" identify nothing
+        ("Segment 1", ("SRT", "T-D0050", "Tissue"), None),
+        ("Thyroid", ("SRT", "T-D0050", "Tissue"), "gland"),
     ],
 )
 def test_labels_map_by_code_then_name(name: str, code: tuple[str, str, str] | None, expected: str | None) -> None:
@@ -87,6 +114,20 @@ def test_rtstruct_contours_are_rasterised_on_the_nm_matrix() -> None:
     assert abs(int(gland.sum()) - np.pi * 12 * 8) < 12  # the ellipse's area, in pixels
     assert gland[28, 30] and not gland[28, 45]
     assert [lab.maps_to for lab in image.labels] == ["gland", "nodule", None]
+
+
+def test_an_rtstruct_drawn_in_ohif_lands_where_it_was_drawn() -> None:
+    # OHIF places a single-frame NM image on the top-level geometry or the anterior defaults,
+    # not on its Detector Information item (coronal here): its contours lie on that plane
+    ds, _ = source()
+    polygon = ellipse(30.3, 28.4, 12.0, 8.0)
+    standard = rtstruct(ds, {"Thyroid": [polygon]})
+    drawn = rtstruct(ds, {"Thyroid": [polygon]}, viewer=True, tag="ohif")
+    assert drawn.ROIContourSequence[0].ContourSequence[0].ContourData != \
+        standard.ROIContourSequence[0].ContourSequence[0].ContourData
+    for rt in (standard, drawn):
+        (image,) = read_label_object(rt, {str(ds.SOPInstanceUID): ds}.get)
+        assert np.array_equal(image.model_masks()["gland"][0], polygon_mask(polygon, 64, 64))
 
 
 def test_bad_label_objects_are_refused_with_a_code() -> None:
