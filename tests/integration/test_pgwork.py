@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -119,6 +120,30 @@ def test_waiting_requests_merge_and_done_studies_queue_afresh(pg_uri: str) -> No
     q.enqueue([("s1", False, False)])
     c = q.claim()
     assert c is not None and not c.force  # a finished run's options are not inherited
+
+
+def test_a_manual_request_also_upgrades_and_keeps_it_through_runs_and_retries(pg_uri: str) -> None:
+    # a request (POST .../process) segments again the images of a superseded model version;
+    # arrivals and scans do not (ReprocessOnUpgrade decides for those)
+    q = queue(pg_uri, "a")
+    q.enqueue([("s1", False, False)])
+    plain = q.claim()
+    assert plain is not None and not plain.upgrade
+    q.enqueue([("s1", True, False)], request=True)  # asked while it runs
+    assert q.complete(plain, "done") == WAITING
+    asked = q.claim()
+    assert asked is not None and asked.upgrade and asked.retry_failed
+    # a retry does what the failed run was asked to
+    assert q.failed_run(asked, "store failed", datetime.now(UTC)) == WAITING
+    retry = q.claim()
+    assert retry is not None and retry.upgrade
+    q.complete(retry, "done")
+    q.arrived(["s1"], hold_s=0)
+    q.enqueue([("s1", False, False)])
+    arrival = q.claim()
+    assert arrival is not None and not arrival.upgrade  # a finished request is not inherited
+    q.release(arrival, "stopping")
+    assert not (q.claim() or arrival).upgrade
 
 
 def test_the_scan_leaves_open_rows_alone(pg_uri: str) -> None:
