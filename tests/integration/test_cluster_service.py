@@ -25,12 +25,10 @@ from scintiseg.jobs import DONE, StudyJobs, now_iso  # noqa: E402
 from scintiseg.service import Service  # noqa: E402
 from scintiseg.workstate import FAILED as GAVE_UP  # noqa: E402
 
-MODELS = ["g@1", "n@1"]
-
 
 def node(uri: str, name: str, pipe: CountingPipeline, gw: FakeGateway, lease_s: float = 30, **section: Any) -> Service:
     def factory(cfg: Any, gateway: Any) -> StudyJobs:
-        return StudyJobs(gateway, pipe, Selection(), MODELS, ["CPUExecutionProvider"])
+        return StudyJobs(gateway, lambda: pipe, Selection(), ["CPUExecutionProvider"])
 
     cfg = parse_section({"ModelsDirectory": "models", "RecoveryScanMaxStudies": 0, **section}, environ={})
     cfg = dataclasses.replace(cfg, cluster_database=uri, cluster_node=name, cluster_lease_s=lease_s, stable_age_s=0)
