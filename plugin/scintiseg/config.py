@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .anonymize import ANONYMIZATION_DEFAULTS, AnonymizationConfig, parse_anonymization
+from .rules import RuleError, compile_regex
 
 SECTION = "ScintiSeg"
 
@@ -244,15 +245,10 @@ def _str_list(section: Mapping[str, Any], key: str) -> tuple[str, ...]:
 
 
 def _regex(section: Mapping[str, Any], key: str) -> re.Pattern[str] | None:
-    value = _option(section, key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise ConfigError(f"{SECTION}.{key} must be a regular expression string or null, got {value!r}")
     try:
-        return re.compile(value)
-    except re.error as exc:
-        raise ConfigError(f"{SECTION}.{key} is not a valid regular expression ({exc}): {value!r}") from exc
+        return compile_regex(_option(section, key), f"{SECTION}.{key}")
+    except RuleError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def _check_unknown(section: Mapping[str, Any]) -> None:

@@ -156,11 +156,12 @@ class ImageFacts:
 
 
 # -- parsing -------------------------------------------------------------------------------
-def _regex(value: Any, what: str) -> re.Pattern[str] | None:
+def compile_regex(value: Any, what: str) -> re.Pattern[str] | None:
+    """A regular expression option (``None`` or ``""``: none); :class:`RuleError` names ``what``."""
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise RuleError(f"{what} must be a regular expression string, got {value!r}")
+        raise RuleError(f"{what} must be a regular expression string or null, got {value!r}")
     try:
         return re.compile(value)
     except re.error as exc:
@@ -181,11 +182,11 @@ def _code_or_text(value: Any, what: str) -> CodeOrText | None:
     if value is None:
         return None
     if isinstance(value, str):  # a bare string is a text pattern
-        return CodeOrText(text=_regex(value, what))
+        return CodeOrText(text=compile_regex(value, what))
     if not isinstance(value, dict) or set(value) - {"codes", "text"}:
         raise RuleError(f"{what} must be a regex string or {{\"codes\": [...], \"text\": REGEX}}, got {value!r}")
     codes = _strings(value.get("codes"), f"{what}.codes") or ()
-    text = _regex(value.get("text"), f"{what}.text")
+    text = compile_regex(value.get("text"), f"{what}.text")
     if not codes and text is None:
         raise RuleError(f"{what} needs codes or text")
     return CodeOrText(codes=codes, text=text)
@@ -217,7 +218,7 @@ def parse_applies_to(raw: Any) -> AppliesTo:
     return AppliesTo(
         modalities=_strings(raw.get("modalities"), "modalities", upper=True),
         sop_classes=_strings(raw.get("sop_classes"), "sop_classes"),
-        series_description=_regex(raw.get("series_description"), "series_description"),
+        series_description=compile_regex(raw.get("series_description"), "series_description"),
         radionuclide=_code_or_text(raw.get("radionuclide"), "radionuclide"),
         radiopharmaceutical=_code_or_text(raw.get("radiopharmaceutical"), "radiopharmaceutical"),
         image_type=_strings(raw.get("image_type"), "image_type", upper=True),

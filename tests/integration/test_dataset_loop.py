@@ -154,16 +154,15 @@ def test_command_line_export_signs_in_when_orthanc_authentication_is_on(tmp_path
                             extra_config={"AuthenticationEnabled": True, "RegisteredUsers": {"nurse": "s3cret-pass"}})
     orthanc.start()
     try:
-        scintiseg = SCINTISEG
-        refused = subprocess.run([scintiseg, "export", "--url", orthanc.url, "--out", str(tmp_path / "no")],
+        refused = subprocess.run([SCINTISEG, "export", "--url", orthanc.url, "--out", str(tmp_path / "no")],
                                  capture_output=True, text=True, timeout=120, check=False)
         assert refused.returncode == 1 and "401" in refused.stderr, refused.stderr
         env = {**os.environ, "SCINTISEG_ORTHANC_USER": "nurse", "SCINTISEG_ORTHANC_PASSWORD": "s3cret-pass"}
-        proc = subprocess.run([scintiseg, "export", "--url", orthanc.url, "--out", str(tmp_path / "yes")],
+        proc = subprocess.run([SCINTISEG, "export", "--url", orthanc.url, "--out", str(tmp_path / "yes")],
                               capture_output=True, text=True, timeout=120, env=env, check=False)
         assert proc.returncode == 0, proc.stderr
         assert json.loads((tmp_path / "yes" / "dataset.json").read_text())["numTraining"] == 0
-        with_flags = run(scintiseg, "export", "--url", orthanc.url, "--out", str(tmp_path / "flags"),
+        with_flags = run(SCINTISEG, "export", "--url", orthanc.url, "--out", str(tmp_path / "flags"),
                          "--user", "nurse", "--password", "s3cret-pass", cwd=tmp_path)
         assert "0 couples" in with_flags.stdout
     finally:
