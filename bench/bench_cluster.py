@@ -45,7 +45,7 @@ from fake_models import write_fake_models  # noqa: E402
 from orthanc_harness import OrthancServer, make_study, missing_tools, trained_models, wait_for  # noqa: E402
 from pg_harness import PostgresServer, missing_postgres  # noqa: E402
 
-from scintiseg.pgwork import WorkQueue  # noqa: E402
+from scintiseg.work.pgwork import WorkQueue  # noqa: E402
 
 
 def pin(node: OrthancServer, core: int) -> None:

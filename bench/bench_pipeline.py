@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from scintiseg.config import MODELS_ENV
-from scintiseg.inference import Segmenter
-from scintiseg.pipeline import Pipeline
+from scintiseg.app.config import MODELS_ENV
+from scintiseg.models.runtime import Segmenter
+from scintiseg.pipeline.image import Pipeline
 from scintiseg_phantoms.dicom import scan_to_dataset, study_uids
 from scintiseg_phantoms.thyroid import generate_scan
 

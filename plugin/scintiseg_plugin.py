@@ -3,11 +3,11 @@
 This is the only module that imports ``orthanc``. It makes the virtual
 environment's packages importable, validates the ``ScintiSeg`` configuration
 (a bad one stops Orthanc at start-up with a clear message), registers the
-callbacks and hands everything else to :mod:`scintiseg.service`:
+callbacks and hands everything else to :mod:`scintiseg.app.service`:
 
 * ``ORTHANC_STARTED``: load the models, start the worker, scan for unfinished work;
 * ``NEW_INSTANCE``: note the arrival for the stability tracker
-  (:mod:`scintiseg.stability`, ``TrackStability``), which queues a study
+  (:mod:`scintiseg.work.stability`, ``TrackStability``), which queues a study
   StableAge seconds after its last instance;
 * ``STABLE_STUDY``: queue the study (Orthanc's own, whole-second stability: the
   authority and the backstop). These callbacks do nothing else: all change
@@ -16,12 +16,12 @@ callbacks and hands everything else to :mod:`scintiseg.service`:
 
 HTTP routes (Orthanc REST callbacks, so Orthanc's authentication applies):
 
-* the ``/scintiseg/`` API of :mod:`scintiseg.rest` (health, models, queue,
-  studies, preview, process), answered by :class:`scintiseg.backend.PluginBackend`,
+* the ``/scintiseg/`` API of :mod:`scintiseg.api.routes` (health, models, queue,
+  studies, preview, process), answered by :class:`scintiseg.app.backend.PluginBackend`,
   plus ``GET /scintiseg/status`` (diagnostics: worker, start-up scan, plugin features);
-* ``/ohif/...``: the OHIF viewer (:mod:`scintiseg.ohif`), installed by
+* ``/ohif/...``: the OHIF viewer (:mod:`scintiseg.orthanc.ohif`), installed by
   ``scripts/setup-ohif.sh``; it reads Orthanc's DICOMweb plugin;
-* Orthanc Explorer gets the script of :mod:`scintiseg.explorer` (a ScintiSeg
+* Orthanc Explorer gets the script of :mod:`scintiseg.orthanc.explorer` (a ScintiSeg
   box on study pages).
 
 The virtual environment is ``$SCINTISEG_VENV`` or ``<repo>/.venv``; Orthanc's
@@ -64,13 +64,14 @@ def _add_paths() -> None:
 
 _add_paths()
 
-from scintiseg import explorer, ohif, rest  # noqa: E402  (after _add_paths)
-from scintiseg.backend import PluginBackend  # noqa: E402
-from scintiseg.config import ConfigError, load_config  # noqa: E402
-from scintiseg.gateway import OrthancGateway  # noqa: E402
-from scintiseg.intake import install_steps  # noqa: E402
-from scintiseg.service import Service, install_orthanc_logging  # noqa: E402
-from scintiseg.workstate import choose_backend  # noqa: E402
+from scintiseg.api import routes as rest  # noqa: E402  (after _add_paths)
+from scintiseg.app.backend import PluginBackend  # noqa: E402
+from scintiseg.app.config import ConfigError, load_config  # noqa: E402
+from scintiseg.app.service import Service, install_orthanc_logging  # noqa: E402
+from scintiseg.app.steps import install_steps  # noqa: E402
+from scintiseg.orthanc import explorer, ohif  # noqa: E402
+from scintiseg.orthanc.gateway import OrthancGateway  # noqa: E402
+from scintiseg.work.workstate import choose_backend  # noqa: E402
 
 try:
     CONFIG = load_config(json.loads(orthanc.GetConfiguration()), root=HERE.parent)
@@ -99,7 +100,7 @@ BACKEND.labels = STEPS.get("labels")
 # Plugin API features differ between orthanc-python releases: detect, never assume.
 # (Durable queues and the key-value store exist only in recent releases, orthanc-python >= 6;
 # the study result lives in user metadata, which every release supports, and so can the work
-# state: scintiseg.workstate picks the most capable backend offered.)
+# state: scintiseg.work.workstate picks the most capable backend offered.)
 FEATURES = {
     name: hasattr(orthanc, name)
     for name in (
@@ -175,7 +176,7 @@ def rest_status(output: Any, uri: str, **request: Any) -> None:
 
 
 def rest_api(output: Any, uri: str, **request: Any) -> None:
-    """Every route of :mod:`scintiseg.rest` (``/scintiseg/...``), answered by :func:`rest.dispatch`."""
+    """Every route of :mod:`scintiseg.api.routes` (``/scintiseg/...``), answered by :func:`rest.dispatch`."""
     method = str(request.get("method") or "GET")
     body = request.get("body")
     answer = rest.dispatch(BACKEND, method, uri, bytes(body) if body else None)

@@ -140,7 +140,7 @@ else
     site=\$($VENV/bin/python -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])')
     printf '%s\n' /src/plugin /src/phantoms /src/training >\"\$site/scintiseg-src.pth\"
     # and the scintiseg command that pip would write for [project.scripts] of pyproject.toml
-    printf '%s\n' '#!$VENV/bin/python' 'import sys' 'from scintiseg.cli import main' 'sys.exit(main())' >$VENV/bin/scintiseg
+    printf '%s\n' '#!$VENV/bin/python' 'import sys' 'from scintiseg.app.cli import main' 'sys.exit(main())' >$VENV/bin/scintiseg
     chmod 755 $VENV/bin/scintiseg
   " || die "could not make $VENV in the chroot (PyPI unreachable, or a pinned version without a wheel for its Python?)"
   echo "$venv_key" >"$DIR/venv.stamp"

@@ -19,9 +19,9 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
-from scintiseg.dicomutil import copy_patient_and_study, file_meta
-from scintiseg.seg import COLD_NODULE, GLAND, build_seg
-from scintiseg.uids import deterministic_uid
+from scintiseg.core.uids import deterministic_uid
+from scintiseg.dicom.builder import copy_patient_and_study, file_meta
+from scintiseg.dicom.seg import COLD_NODULE, GLAND, build_seg
 
 RTSTRUCT_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 PHYSICIAN = "DR^LABEL"

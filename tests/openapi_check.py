@@ -59,5 +59,5 @@ def check_answer(spec: dict[str, Any], method: str, path: str, status: int, cont
 
 
 def check_against_spec(spec: dict[str, Any], method: str, path: str, answer: Any) -> None:
-    """:func:`check_answer` for a :class:`scintiseg.rest.Response`."""
+    """:func:`check_answer` for a :class:`scintiseg.api.routes.Response`."""
     check_answer(spec, method, path, answer.status, answer.content_type, answer.body)

@@ -17,8 +17,8 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import Tag
 
-from scintiseg.dicomutil import file_meta
-from scintiseg.uids import deterministic_uid
+from scintiseg.core.uids import deterministic_uid
+from scintiseg.dicom.builder import file_meta
 
 from .record import Scan
 from .thyroid.acquisition import ISOTOPE_SPECS

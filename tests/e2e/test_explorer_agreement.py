@@ -16,7 +16,7 @@ from orthanc_harness import wait_for
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from label_objects import manual_seg  # noqa: E402
 
-from scintiseg.preview import masks_from_seg  # noqa: E402
+from scintiseg.pipeline.preview import masks_from_seg  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -14,8 +14,8 @@ import pytest
 from e2e_harness import CHROMIUM, E2E, ROOT, ProcessedStudy, Server
 from PIL import Image
 
-from scintiseg.ohif import viewer_url
-from scintiseg.seg import GLAND_RGB, NODULE_RGB
+from scintiseg.dicom.seg import GLAND_RGB, NODULE_RGB
+from scintiseg.orthanc.ohif import viewer_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

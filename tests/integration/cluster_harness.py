@@ -18,7 +18,7 @@ from typing import Any
 
 from orthanc_harness import ROOT, OrthancServer, wait_for
 
-from scintiseg.config import strip_json_comments
+from scintiseg.app.config import strip_json_comments
 
 #: The cluster tests' lease (seconds): a dead node's study is taken over this long after.
 LEASE_S = 4

@@ -2,7 +2,7 @@
 
 :func:`write_fake_models` writes ``gland/`` and ``nodule/`` folders, each with a
 ``model.onnx`` built with the ``onnx`` helper API and a schema-2 ``card.json``
-that :func:`scintiseg.modelcard.load_card` accepts (sha256 included);
+that :func:`scintiseg.models.card.load_card` accepts (sha256 included);
 :func:`write_fake_model` writes one folder (variants, third labels, broken ones). The graph is
 one affine map of the normalised input, ``logits = scale * (image - offset)``
 on ``image`` ``[N, 1, 128, 128]``: the gland model thresholds bright pixels,
@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from scintiseg.modelcard import CARD_FILE, load_card, sha256_file, task_card
+from scintiseg.models.card import CARD_FILE, load_card, sha256_file, task_card
 
 SIZE = 128
 FAKE_VERSION = "0.0.0-test"

@@ -34,8 +34,8 @@ import numpy as np
 import pydicom
 from dicom_tools import dciodvfy_path  # noqa: F401  (re-exported to the tests)
 
-from scintiseg.config import strip_json_comments
-from scintiseg.registry import Registry
+from scintiseg.app.config import strip_json_comments
+from scintiseg.models.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -307,7 +307,7 @@ def make_study(
     ``isotope`` ("Tc-99m", "I-131") forces the scan's isotope, which the DICOM writer
     records as the radionuclide (code and meaning) and the radiopharmaceutical.
     """
-    from scintiseg.uids import deterministic_uid
+    from scintiseg.core.uids import deterministic_uid
     from scintiseg_phantoms.dicom import scan_to_dataset
     from scintiseg_phantoms.thyroid import generate_scan
 

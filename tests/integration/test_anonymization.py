@@ -23,7 +23,7 @@ from orthanc_harness import ROOT, STABLE_AGE, OrthancServer, make_study, missing
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from scintiseg.config import strip_json_comments
+from scintiseg.app.config import strip_json_comments
 
 SECRET = "integration-secret-0123456789abcdef"
 
@@ -216,7 +216,7 @@ def test_a_copy_left_half_way_is_completed_without_duplicates_at_the_next_start(
     missing = missing_tools()
     if missing:
         pytest.fail(missing)
-    from scintiseg.anonymize import AnonymizationConfig, orthanc_request
+    from scintiseg.intake.anonymize import AnonymizationConfig, orthanc_request
 
     off = scintiseg_section()
     off["Enabled"] = False  # the worker does not run: the state Orthanc was left in

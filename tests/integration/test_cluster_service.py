@@ -1,6 +1,6 @@
 """The service on a cluster, with the fake store of the unit tests and a real PostgreSQL.
 
-Two :class:`~scintiseg.service.Service` objects on one work table and one
+Two :class:`~scintiseg.app.service.Service` objects on one work table and one
 (fake) store stand for two nodes on one index: the retry rule of the service
 goes through the cluster's work state, and a node that stalled past its lease
 records nothing over the node that took its study over.
@@ -20,10 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from fake_gateway import FakeGateway  # noqa: E402
 from test_retries import CountingPipeline, one_study, wait  # noqa: E402
 
-from scintiseg.config import Selection, parse_section  # noqa: E402
-from scintiseg.jobs import DONE, StudyJobs, now_iso  # noqa: E402
-from scintiseg.service import Service  # noqa: E402
-from scintiseg.workstate import FAILED as GAVE_UP  # noqa: E402
+from scintiseg.app.config import Selection, parse_section  # noqa: E402
+from scintiseg.app.service import Service  # noqa: E402
+from scintiseg.work.jobs import DONE, StudyJobs, now_iso  # noqa: E402
+from scintiseg.work.workstate import FAILED as GAVE_UP  # noqa: E402
 
 
 def node(uri: str, name: str, pipe: CountingPipeline, gw: FakeGateway, lease_s: float = 30, **section: Any) -> Service:

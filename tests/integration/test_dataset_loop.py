@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from label_objects import ellipse, manual_seg, rtstruct  # noqa: E402
 from test_physician_labels import labels, stow  # noqa: E402
 
-from scintiseg.datasets import split_of  # noqa: E402
-from scintiseg.nifti import read_nifti  # noqa: E402
+from scintiseg.dicom.nifti import read_nifti  # noqa: E402
+from scintiseg.intake.datasets import split_of  # noqa: E402
 
 PYTHON = str(VENV / "bin" / "python")
 SCINTISEG = str(VENV / "bin" / "scintiseg")
@@ -127,7 +127,7 @@ def test_pseudonymized_labelled_database_exports_and_trains_a_loadable_model(tmp
                 "--batch-size", "4", "--threads", "1", "--device", "cpu", "--val-fraction", "0.3", cwd=tmp_path)
             run(PYTHON, "-m", "scintiseg_training.export", "--run", str(tmp_path / "runs" / task), "--task", task,
                 "--models", str(models), "--version", "0.0.1-loop", cwd=tmp_path)
-        from scintiseg.inference import Segmenter
+        from scintiseg.models.runtime import Segmenter
 
         segmenter = Segmenter.from_models_dir(models, ["CPUExecutionProvider"])
         assert sorted(segmenter.model_idents) == ["scintiseg-gland@0.0.1-loop", "scintiseg-nodule@0.0.1-loop"]

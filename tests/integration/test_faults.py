@@ -37,7 +37,7 @@ end
 
 
 def scintiseg_section(**changes: Any) -> dict[str, Any]:
-    from scintiseg.config import strip_json_comments
+    from scintiseg.app.config import strip_json_comments
 
     config = json.loads(strip_json_comments((Path(__file__).parents[2] / "orthanc.json").read_text()))
     return {**config["ScintiSeg"], **changes}

@@ -23,7 +23,7 @@ from orthanc_harness import (
     wait_for,
 )
 
-from scintiseg.registry import Registry
+from scintiseg.models.registry import Registry
 
 pytestmark = pytest.mark.integration
 

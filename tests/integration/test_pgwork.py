@@ -1,4 +1,4 @@
-"""The cluster's work table (scintiseg.pgwork) against a real PostgreSQL server."""
+"""The cluster's work table (scintiseg.work.pgwork) against a real PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from scintiseg.pgwork import DONE, FAILED, RUNNING, WAITING, WorkQueue
+from scintiseg.work.pgwork import DONE, FAILED, RUNNING, WAITING, WorkQueue
 
 
 def queue(uri: str, node: str, lease_s: float = 30.0) -> WorkQueue:
@@ -205,7 +205,7 @@ def test_heartbeats_list_the_nodes(pg_uri: str) -> None:
 
 
 def test_an_unreachable_server_is_a_work_queue_error(postgres) -> None:
-    from scintiseg.pgwork import WorkQueueError
+    from scintiseg.work.pgwork import WorkQueueError
 
     q = WorkQueue("postgresql://nobody@127.0.0.1:1/none", "a", 30, connect_timeout_s=1)
     with pytest.raises(WorkQueueError):

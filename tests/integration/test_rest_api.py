@@ -17,7 +17,7 @@ from dicom_tools import dciodvfy_errors
 from openapi_check import check_answer, load_spec
 from orthanc_harness import STABLE_AGE, OrthancServer, Study, dciodvfy_path, make_study
 
-from scintiseg.preview import GLAND_RGB, png_to_rgb
+from scintiseg.pipeline.preview import GLAND_RGB, png_to_rgb
 
 ROOT = Path(__file__).resolve().parents[2]
 UNKNOWN = "0" * 8 + "".join("-" + "0" * 8 for _ in range(4))

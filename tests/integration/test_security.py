@@ -18,8 +18,8 @@ import pytest
 import yaml
 from orthanc_harness import STABLE_AGE, OrthancServer, make_study, missing_tools
 
-from scintiseg import rest
-from scintiseg.config import strip_json_comments
+from scintiseg.api import routes as rest
+from scintiseg.app.config import strip_json_comments
 
 pytestmark = pytest.mark.integration
 

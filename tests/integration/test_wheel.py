@@ -99,7 +99,7 @@ def test_the_wheel_installs_in_a_fresh_venv_and_segments(tmp_path: Path, models_
 
     # the installed package, its version and its data, from the venv and not from the checkout
     where = must(
-        [str(python), "-c", "import importlib.metadata as m, scintiseg, scintiseg.explorer as e; "
+        [str(python), "-c", "import importlib.metadata as m, scintiseg, scintiseg.orthanc.explorer as e; "
          "print(scintiseg.__file__, m.version('scintiseg'), scintiseg.__version__, 'scintiseg-panel' in e.script())"],
         tmp_path, env, "importing the installed package",
     ).split()

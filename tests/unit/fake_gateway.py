@@ -1,4 +1,4 @@
-"""An in-memory :class:`scintiseg.gateway.Gateway` and a stand-in pipeline.
+"""An in-memory :class:`scintiseg.core.store.Gateway` and a stand-in pipeline.
 
 Test helpers only (imported as ``from fake_gateway import ...``; pytest puts
 ``tests/unit`` on ``sys.path``). The fake store behaves like Orthanc where the
@@ -20,8 +20,7 @@ import pydicom
 from pydicom import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from scintiseg.dicomutil import file_meta
-from scintiseg.gateway import (
+from scintiseg.core.store import (
     GatewayError,
     InstanceInfo,
     NotFoundError,
@@ -30,8 +29,9 @@ from scintiseg.gateway import (
     StudyMetadata,
     parse_result,
 )
-from scintiseg.nm import NotNMImageError
-from scintiseg.pipeline import NoModelApplies
+from scintiseg.dicom.builder import file_meta
+from scintiseg.dicom.nm import NotNMImageError
+from scintiseg.pipeline.image import NoModelApplies
 
 SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"

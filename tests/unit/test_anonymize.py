@@ -12,7 +12,9 @@ import pydicom
 import pytest
 from fake_gateway import FakeGateway
 
-from scintiseg.anonymize import (
+from scintiseg.app.config import ConfigError, load_config
+from scintiseg.core.store import GatewayError
+from scintiseg.intake.anonymize import (
     AnonymizationConfig,
     Anonymizer,
     date_shift_days,
@@ -23,8 +25,6 @@ from scintiseg.anonymize import (
     pseudonym,
     shift_date,
 )
-from scintiseg.config import ConfigError, load_config
-from scintiseg.gateway import GatewayError
 from scintiseg_phantoms.dicom import scan_to_dataset
 from scintiseg_phantoms.thyroid import generate_scan
 

@@ -1,7 +1,7 @@
 """The REST API on the real service, pipeline (stand-in models) and preview, over a fake store.
 
 What the entry script wires in Orthanc, minus Orthanc: :class:`PluginBackend`
-answers :func:`scintiseg.rest.dispatch`, and every answer is checked against
+answers :func:`scintiseg.api.routes.dispatch`, and every answer is checked against
 ``docs/openapi.yaml``.
 """
 
@@ -16,11 +16,11 @@ import pytest
 from fake_gateway import FakeGateway, ct_dataset
 from openapi_check import check_against_spec, load_spec
 
-from scintiseg import rest
-from scintiseg.backend import PluginBackend
-from scintiseg.config import parse_section
-from scintiseg.preview import GLAND_RGB, png_to_rgb
-from scintiseg.service import Service
+from scintiseg.api import routes as rest
+from scintiseg.app.backend import PluginBackend
+from scintiseg.app.config import parse_section
+from scintiseg.app.service import Service
+from scintiseg.pipeline.preview import GLAND_RGB, png_to_rgb
 from scintiseg_phantoms.dicom import scan_to_dataset, study_uids
 from scintiseg_phantoms.thyroid import generate_scan
 
@@ -70,7 +70,7 @@ def test_a_processed_study_through_the_api(running: Any, spec: dict[str, Any]) -
     gland = image["frames"][0]["labels"][0]
     assert gland["key"] == "gland" and gland["area_mm2"] > 0 and gland["counts"] > 0
     assert gland["right_lobe_share_pct"] + gland["left_lobe_share_pct"] == pytest.approx(100, abs=0.2)
-    from scintiseg.quality import FLAG_CODES
+    from scintiseg.pipeline.quality import FLAG_CODES
 
     assert all(f["code"] in FLAG_CODES and f["message"] for f in image["flags"])
     assert [m["ident"] for m in image["models"]] == service.jobs.models  # type: ignore[union-attr]

@@ -7,10 +7,10 @@ import numpy as np
 import pydicom
 import pytest
 
-from scintiseg.cli import main
-from scintiseg.inference import Segmenter
-from scintiseg.pipeline import Pipeline
-from scintiseg.preview import masks_from_seg
+from scintiseg.app.cli import main
+from scintiseg.models.runtime import Segmenter
+from scintiseg.pipeline.image import Pipeline
+from scintiseg.pipeline.preview import masks_from_seg
 from scintiseg_phantoms.dicom import scan_to_dataset, study_uids
 from scintiseg_phantoms.thyroid import generate_scan
 
@@ -56,7 +56,7 @@ def test_pipeline_any_matrix(pipeline, matrix):
 def segread_masks(seg_ds, source):
     """(frames, rows, cols, segments) masks read back from the written file.
 
-    By the SEG's own frame references (scintiseg.preview.masks_from_seg):
+    By the SEG's own frame references (scintiseg.pipeline.preview.masks_from_seg):
     highdicom's segread refuses the Pixel Measures of a planar NM without
     slice thickness (see test_seg_writer.py).
     """
@@ -124,7 +124,7 @@ def test_cli_missing_models_is_a_clear_error(tmp_path):
     _, ds = nm_dataset(32)
     ds.save_as(tmp_path / "a.dcm", enforce_file_format=True)
     proc = subprocess.run(
-        [sys.executable, "-m", "scintiseg.cli", "segment", str(tmp_path / "a.dcm"),
+        [sys.executable, "-m", "scintiseg.app.cli", "segment", str(tmp_path / "a.dcm"),
          "--out", str(tmp_path / "o"), "--models", str(tmp_path / "nowhere")],
         capture_output=True, text=True,
     )
@@ -145,8 +145,8 @@ def test_cli_generate(tmp_path, capsys):
 def test_gland_refine_pass_outlines_the_gland_again(tmp_path):
     from integration.fake_models import write_fake_models
 
-    from scintiseg import postprocess
-    from scintiseg.preprocess import Normalisation, gland_window, logits_to_source, model_input
+    from scintiseg.models import postprocess
+    from scintiseg.models.preprocess import Normalisation, gland_window, logits_to_source, model_input
 
     plain = Segmenter.from_models_dir(write_fake_models(tmp_path / "plain"))
     # the second stage keeps only the brightest part of the window: a smaller gland

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from scintiseg.config import (
+from scintiseg.app.config import (
     DEFAULTS,
     MODELS_ENV,
     MODELS_HINT,

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from scintiseg.config import ConfigError, load_config
+from scintiseg.app.config import ConfigError, load_config
 
 BASE: dict[str, Any] = {"UserMetadata": {"ScintiSegResult": 4242}, "HttpPort": 8043}
 

@@ -17,9 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from label_objects import manual_seg  # noqa: E402
 from test_labels import source  # noqa: E402
 
-from scintiseg.datasets import ExportOptions, case_name, export, export_zip, split_of  # noqa: E402
-from scintiseg.labelintake import LabelIntake  # noqa: E402
-from scintiseg.nifti import read_nifti, write_nifti  # noqa: E402
+from scintiseg.dicom.nifti import read_nifti, write_nifti  # noqa: E402
+from scintiseg.intake.datasets import ExportOptions, case_name, export, export_zip, split_of  # noqa: E402
+from scintiseg.intake.labels import LabelIntake  # noqa: E402
 
 
 @pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16", "float32"])

@@ -2,7 +2,7 @@
 
 Each example is a valid NM file (the integration studies' synthetic scan) with its
 header attributes set to hostile values, or its bytes overwritten or cut, run
-through the real :class:`~scintiseg.jobs.StudyJobs` and :class:`~scintiseg.pipeline.Pipeline`
+through the real :class:`~scintiseg.work.jobs.StudyJobs` and :class:`~scintiseg.pipeline.image.Pipeline`
 (with the tiny fake models) on an in-memory store. The job must record a result
 with a known status, and an image that fails because of its *input* must say so
 without being called an internal error (which would be retried as a transient
@@ -22,9 +22,9 @@ from fake_gateway import FakeGateway
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scintiseg.config import Selection
-from scintiseg.jobs import STATUSES, StudyJobs
-from scintiseg.pipeline import Pipeline
+from scintiseg.app.config import Selection
+from scintiseg.pipeline.image import Pipeline
+from scintiseg.work.jobs import STATUSES, StudyJobs
 
 ATTRIBUTES = (
     "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation", "SamplesPerPixel",

@@ -9,9 +9,10 @@ import pytest
 from fake_gateway import FakeGateway, FakePipeline, ct_dataset
 from nm_fixtures import make_nm
 
-from scintiseg.config import Selection
-from scintiseg.gateway import GatewayError
-from scintiseg.jobs import (
+from scintiseg.app.config import Selection
+from scintiseg.core.store import GatewayError
+from scintiseg.dicom.nm import UnreadableImageError
+from scintiseg.work.jobs import (
     DONE,
     FAILED,
     PENDING,
@@ -22,7 +23,6 @@ from scintiseg.jobs import (
     radiopharmaceutical_text,
     study_status,
 )
-from scintiseg.nm import UnreadableImageError
 
 MODELS = ["scintiseg-gland@1.0.0", "scintiseg-nodule@1.0.0"]
 

@@ -14,11 +14,11 @@ from fake_gateway import FakeGateway
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from label_objects import ellipse, labelmap_seg, manual_seg, rtstruct  # noqa: E402
 
-from scintiseg.agreement import compare, dice, nodule_matching, summarise  # noqa: E402
-from scintiseg.contours import ContourError, polygon_mask, self_intersects  # noqa: E402
-from scintiseg.labelintake import LabelIntake  # noqa: E402
-from scintiseg.labels import LabelRefused, label_kind, map_label, read_label_object  # noqa: E402
-from scintiseg.seg import COLD_NODULE, GLAND, build_seg  # noqa: E402
+from scintiseg.dicom.contours import ContourError, polygon_mask, self_intersects  # noqa: E402
+from scintiseg.dicom.labels import LabelRefused, label_kind, map_label, read_label_object  # noqa: E402
+from scintiseg.dicom.seg import COLD_NODULE, GLAND, build_seg  # noqa: E402
+from scintiseg.intake.labels import LabelIntake  # noqa: E402
+from scintiseg.pipeline.agreement import compare, dice, nodule_matching, summarise  # noqa: E402
 from scintiseg_phantoms.dicom import scan_to_dataset  # noqa: E402
 from scintiseg_phantoms.thyroid import generate_scan  # noqa: E402
 
@@ -252,7 +252,7 @@ class _Backend:
 def test_label_and_stats_routes_follow_the_openapi_description() -> None:
     from openapi_check import check_against_spec, load_spec
 
-    from scintiseg import rest
+    from scintiseg.api import routes as rest
 
     spec = load_spec()
     gw = FakeGateway()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from scintiseg.modelcard import ModelCardError, convert_v1, load_card, sha256_file, task_card, version_key
+from scintiseg.models.card import ModelCardError, convert_v1, load_card, sha256_file, task_card, version_key
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from scintiseg.modelguard import ModelFilesError, confined_folder, confined_model_files
+from scintiseg.models.guard import ModelFilesError, confined_folder, confined_model_files
 
 
 def models(tmp_path: Path) -> Path:

@@ -1,4 +1,4 @@
-"""scintiseg.nm: which instances are NM images, their frames and pixel spacing."""
+"""scintiseg.dicom.nm: which instances are NM images, their frames and pixel spacing."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from nm_fixtures import (
 )
 from pydicom.uid import JPEG2000Lossless
 
-from scintiseg.nm import (
+from scintiseg.dicom.nm import (
     NM_IMAGE_STORAGE,
     NM_IMAGE_STORAGE_RETIRED,
     NotNMImageError,
@@ -164,7 +164,7 @@ def test_pixel_spacing() -> None:
 
 
 def test_limits_are_checked_from_the_header_before_decoding() -> None:
-    from scintiseg.nm import MAX_FRAMES, OutOfScopeImageError
+    from scintiseg.dicom.nm import MAX_FRAMES, OutOfScopeImageError
 
     dynamic = make_nm(rows=16, frames=MAX_FRAMES + 1)
     with pytest.raises(OutOfScopeImageError, match=r"^dynamic: .* has 33 frames"):

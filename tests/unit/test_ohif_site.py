@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from scintiseg.ohif import NOT_INSTALLED, cache_control, mime_type, ohif_asset, viewer_url
+from scintiseg.orthanc.ohif import NOT_INSTALLED, cache_control, mime_type, ohif_asset, viewer_url
 
 
 @pytest.fixture

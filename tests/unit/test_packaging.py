@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 import scintiseg
-from scintiseg import explorer
-from scintiseg.config import DEFAULTS, MODELS_ENV, SECTION, ConfigError, load_config, strip_json_comments
+from scintiseg.app.config import DEFAULTS, MODELS_ENV, SECTION, ConfigError, load_config, strip_json_comments
+from scintiseg.orthanc import explorer
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -144,8 +144,8 @@ def test_every_module_lies_in_a_shipped_package() -> None:
 
 def test_the_explorer_script_is_package_data() -> None:
     data = pyproject()["tool"]["setuptools"]["package-data"]
-    assert data == {"scintiseg.explorer": ["*.js"]}
-    assert (PACKAGE_FOLDERS["scintiseg"] / "explorer" / explorer.SCRIPT).is_file()
+    assert data == {"scintiseg.orthanc.explorer": ["*.js"]}
+    assert (PACKAGE_FOLDERS["scintiseg"] / "orthanc" / "explorer" / explorer.SCRIPT).is_file()
     assert "scintiseg-panel" in explorer.script()
 
 
@@ -200,7 +200,7 @@ def test_orthanc_json_parses_and_its_section_is_valid() -> None:
 def test_orthanc_json_documents_every_option_with_its_default() -> None:
     section = orthanc_config()[SECTION]
     assert set(section) == set(DEFAULTS)
-    assert section == DEFAULTS, "orthanc.json must show the defaults of scintiseg.config"
+    assert section == DEFAULTS, "orthanc.json must show the defaults of scintiseg.app.config"
 
 
 def test_orthanc_json_leaves_deployment_keys_to_the_deployment() -> None:
@@ -245,7 +245,7 @@ def test_only_the_entry_script_imports_orthanc() -> None:
 def test_segment_without_a_models_folder_says_the_three_ways(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from scintiseg.cli import main
+    from scintiseg.app.cli import main
 
     monkeypatch.delenv(MODELS_ENV, raising=False)
     assert main(["segment", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
@@ -260,7 +260,7 @@ def test_segment_without_a_models_folder_says_the_three_ways(
 def test_generate_without_the_phantom_package_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from scintiseg.cli import main
+    from scintiseg.app.cli import main
 
     for name in ("scintiseg_phantoms", "scintiseg_phantoms.dicom", "scintiseg_phantoms.thyroid"):
         monkeypatch.setitem(sys.modules, name, None)  # what an install without it looks like

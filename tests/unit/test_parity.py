@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from scintiseg.preprocess import full_window, gland_window, model_input
+from scintiseg.models.preprocess import full_window, gland_window, model_input
 from scintiseg_phantoms.thyroid import generate_scan
 from scintiseg_training.dataset import NORMALISATION, SIZE
 from scintiseg_training.export import to_onnx_bytes
@@ -132,7 +132,7 @@ def test_shipped_weights_back_in_pytorch_compute_what_onnx_computes(path: Path) 
 
 def test_shipped_models_segment_phantom_scans() -> None:
     """A broken or swapped model is caught: the shipped models outline the gland of normal scans."""
-    from scintiseg.inference import Segmenter
+    from scintiseg.models.runtime import Segmenter
 
     seg = Segmenter.from_models_dir(SHIPPED[0].parents[1], providers=("CPUExecutionProvider",), threads=1)
     scores = []

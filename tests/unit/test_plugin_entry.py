@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from scintiseg.config import ConfigError
+from scintiseg.app.config import ConfigError
 
 PLUGIN_DIR = Path(__file__).resolve().parents[2] / "plugin"
 STUDY = "27f7126f-4f66fb14-03f4081b-f9341db2-53925988"

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from scintiseg.measurements import measure_frame, midline_column
-from scintiseg.modelcard import Measurement
-from scintiseg.postprocess import clean_gland, clean_nodules, min_pixels
+from scintiseg.models.card import Measurement
+from scintiseg.models.measurements import measure_frame, midline_column
+from scintiseg.models.postprocess import clean_gland, clean_nodules, min_pixels
 
 #: What the shipped gland and nodule cards ask for.
 SHIPPED = [
@@ -105,7 +105,7 @@ def test_box_limited_morphology_equals_the_whole_image_one():
     """remove_small and fill_holes work on the mask's bounding box: same result as on the image."""
     from scipy import ndimage
 
-    from scintiseg.postprocess import bounding_box, fill_holes, remove_small
+    from scintiseg.models.postprocess import bounding_box, fill_holes, remove_small
 
     rng = np.random.default_rng(0)
     for k in range(300):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from scintiseg.preprocess import (
+from scintiseg.models.preprocess import (
     OUTSIDE_LOGIT,
     Normalisation,
     Window,

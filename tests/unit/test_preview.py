@@ -10,7 +10,7 @@ import pydicom
 import pytest
 from nm_fixtures import dciodvfy_path, error_lines, make_nm, run_dciodvfy, to_bytes
 
-from scintiseg.preview import (
+from scintiseg.pipeline.preview import (
     GLAND_RGB,
     NODULE_RGB,
     SECONDARY_CAPTURE_STORAGE,
@@ -201,8 +201,8 @@ def test_secondary_capture_rejects_bad_pixels(case: tuple[np.ndarray, ...]) -> N
 
 # -- from a stored SEG ---------------------------------------------------------------------
 def test_preview_from_seg_matches_masks(case: tuple[np.ndarray, ...]) -> None:
-    from scintiseg.preview import masks_from_seg, preview_from_seg
-    from scintiseg.seg import COLD_NODULE, GLAND, build_seg
+    from scintiseg.dicom.seg import COLD_NODULE, GLAND, build_seg
+    from scintiseg.pipeline.preview import masks_from_seg, preview_from_seg
 
     counts, gland, nodule = case
     source = make_nm(128, frames=2, pixels=np.stack([counts, counts[::-1]]))

@@ -17,10 +17,10 @@ import pytest
 from fake_gateway import FakeGateway, FakePipeline
 from nm_fixtures import make_nm
 
-from scintiseg import quality
-from scintiseg.config import Selection
-from scintiseg.jobs import DONE, SKIPPED, StudyJobs
-from scintiseg.quality import NoCountsError, check_counts, frame_flags
+from scintiseg.app.config import Selection
+from scintiseg.pipeline import quality
+from scintiseg.pipeline.quality import NoCountsError, check_counts, frame_flags
+from scintiseg.work.jobs import DONE, SKIPPED, StudyJobs
 from scintiseg_phantoms.record import Scan
 from scintiseg_phantoms.thyroid import generate_scan
 
@@ -108,7 +108,7 @@ def test_no_counts_raises_a_skip_and_real_counts_do_not() -> None:
 
 
 def test_pipeline_skips_an_empty_image_before_the_models(fake_models_dir) -> None:
-    from scintiseg.pipeline import Pipeline
+    from scintiseg.pipeline.image import Pipeline
 
     pipeline = Pipeline.from_models_dir(fake_models_dir)
     ds = make_nm(seed=3)

@@ -14,10 +14,10 @@ import pydicom
 import pytest
 from integration.fake_models import affine_onnx, write_fake_model, write_fake_models
 
-from scintiseg.modelcard import sha256_file
-from scintiseg.pipeline import NoModelApplies, Pipeline
-from scintiseg.registry import Registry, onnx_loader
-from scintiseg.rules import ImageFacts
+from scintiseg.models.card import sha256_file
+from scintiseg.models.registry import Registry, onnx_loader
+from scintiseg.models.rules import ImageFacts
+from scintiseg.pipeline.image import NoModelApplies, Pipeline
 from scintiseg_phantoms.dicom import scan_to_dataset, study_uids
 from scintiseg_phantoms.thyroid import generate_scan
 
@@ -129,7 +129,7 @@ def test_a_need_no_active_model_meets_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_served_model_broken_in_place_fails_the_images_it_applies_to(tmp_path: Path) -> None:
-    from scintiseg.pipeline import ModelUnavailable
+    from scintiseg.pipeline.image import ModelUnavailable
 
     write_fake_models(tmp_path)
     write_fake_model(tmp_path / "gland-i131", "gland", name="scintiseg-gland-i131", applies_to=I131)
@@ -153,9 +153,9 @@ def test_a_served_model_broken_in_place_fails_the_images_it_applies_to(tmp_path:
 def test_a_study_whose_only_models_broke_fails_retriably_instead_of_being_skipped(tmp_path: Path) -> None:
     from fake_gateway import FakeGateway
 
-    from scintiseg.config import Selection
-    from scintiseg.jobs import DONE, FAILED, StudyJobs
-    from scintiseg.pipeline import PipelineSource
+    from scintiseg.app.config import Selection
+    from scintiseg.pipeline.image import PipelineSource
+    from scintiseg.work.jobs import DONE, FAILED, StudyJobs
 
     write_fake_models(tmp_path)
     reg = registry(tmp_path)
@@ -275,7 +275,7 @@ def test_a_shadow_runs_beside_and_is_never_shown(tmp_path: Path) -> None:
     (shadow / "deploy.json").write_text('{"stage": "shadow"}')
     reg = registry(tmp_path)
     assert stages(reg)["nodule-2"] == ("shadow", None)
-    from scintiseg.shadow import AgreementLog
+    from scintiseg.pipeline.shadow import AgreementLog
 
     log = AgreementLog()
     pipeline = Pipeline(reg.current, agreement=log)

@@ -13,11 +13,11 @@ import pytest
 from openapi_check import check_against_spec, deref, load_spec
 from openapi_schema_validator import OAS30Validator
 
-from scintiseg import rest
-from scintiseg.gateway import NotFoundError
-from scintiseg.measurements import measure_frame
-from scintiseg.modelcard import V1_TASKS, Measurement
-from scintiseg.seg.content import LABELS
+from scintiseg.api import routes as rest
+from scintiseg.core.store import NotFoundError
+from scintiseg.dicom.seg.content import LABELS
+from scintiseg.models.card import V1_TASKS, Measurement
+from scintiseg.models.measurements import measure_frame
 from scintiseg_phantoms.thyroid import generate_scan
 
 MEASUREMENTS = [Measurement(m["kind"], m["label"], {k: v for k, v in m.items() if k not in ("kind", "label")})
@@ -30,7 +30,7 @@ PNG = b"\x89PNG\r\n\x1a\nfake"
 
 
 def recorded_result() -> dict[str, Any]:
-    """A result as :mod:`scintiseg.jobs` records it, with real measurements."""
+    """A result as :mod:`scintiseg.work.jobs` records it, with real measurements."""
     scan = generate_scan(7, kind="cold_nodules")
     frame = {"frame": 1, **measure_frame(scan.counts, {"gland": scan.gland, "nodule": scan.nodules},
                                           MEASUREMENTS, scan.pixel_spacing_mm)}
@@ -95,7 +95,7 @@ class FakeBackend:
     reloads: int = 0
 
     def list_models(self) -> list[dict[str, Any]]:
-        from scintiseg.registry import ModelEntry
+        from scintiseg.models.registry import ModelEntry
 
         return [
             ModelEntry(Path("/models/broken"), "refused", "no model card (card.json) in /models/broken",
@@ -109,7 +109,7 @@ class FakeBackend:
         return self.list_models()
 
     def agreement(self, name: str, version: str) -> dict[str, Any] | None:
-        from scintiseg.shadow import AgreementLog
+        from scintiseg.pipeline.shadow import AgreementLog
 
         if (name, version) != ("scintiseg-nodule", "2.0.0"):
             return None
@@ -378,7 +378,7 @@ def test_openapi_lists_exactly_the_routes(spec: dict[str, Any]) -> None:
 def test_model_entries_match_schema(spec: dict[str, Any], tmp_path: Path) -> None:
     from integration.fake_models import write_fake_model
 
-    from scintiseg.registry import Registry
+    from scintiseg.models.registry import Registry
 
     write_fake_model(tmp_path / "gland", "gland", refine=(40.0, 0.7), metrics={"dice": 0.9})
     write_fake_model(tmp_path / "nodule", "nodule")

@@ -11,13 +11,13 @@ from nm_fixtures import make_nm
 from pydicom import Dataset
 from test_workstate import FakeMetadataStore
 
-from scintiseg.config import Config, Selection, parse_section
-from scintiseg.jobs import DONE, FAILED, StudyJobs
-from scintiseg.nm import UnreadableImageError
-from scintiseg.service import Service, backoff_s
-from scintiseg.worker import JobOptions, Worker
-from scintiseg.workstate import FAILED as GAVE_UP
-from scintiseg.workstate import MemoryWorkState, MetadataWorkState
+from scintiseg.app.config import Config, Selection, parse_section
+from scintiseg.app.service import Service, backoff_s
+from scintiseg.dicom.nm import UnreadableImageError
+from scintiseg.work.jobs import DONE, FAILED, StudyJobs
+from scintiseg.work.worker import JobOptions, Worker
+from scintiseg.work.workstate import FAILED as GAVE_UP
+from scintiseg.work.workstate import MemoryWorkState, MetadataWorkState
 
 
 class CountingPipeline(FakePipeline):

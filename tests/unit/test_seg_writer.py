@@ -1,4 +1,4 @@
-"""scintiseg.seg: DICOM-SEG of NM scintigraphies, checked with dciodvfy and highdicom."""
+"""scintiseg.dicom.seg: DICOM-SEG of NM scintigraphies, checked with dciodvfy and highdicom."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ import pytest
 from nm_fixtures import error_lines, make_nm, make_sc_nm, run_dciodvfy, to_bytes
 from pydicom.sr.codedict import codes
 
-from scintiseg.nm import NotNMImageError
-from scintiseg.preview import masks_from_seg
-from scintiseg.seg import (
+from scintiseg.dicom.nm import NotNMImageError
+from scintiseg.dicom.seg import (
     ANATOMICAL_STRUCTURE,
     ARTIFICIAL_INTELLIGENCE,
     COLD_NODULE,
@@ -29,6 +28,7 @@ from scintiseg.seg import (
     build_seg,
     deterministic_uid,
 )
+from scintiseg.pipeline.preview import masks_from_seg
 
 SPECS = [
     GLAND.with_algorithm("scintiseg-gland", "1.0.0"),
@@ -415,7 +415,7 @@ def test_non_ascii_text_switches_to_utf8(tmp_path: Path) -> None:
 
 
 def test_model_card_style_segment_spec(tmp_path: Path) -> None:
-    """The exact call of scintiseg.pipeline: specs built field by field."""
+    """The exact call of scintiseg.pipeline.image: specs built field by field."""
     spec = SegmentSpec(
         label=1,
         name="Thyroid gland",
@@ -518,10 +518,10 @@ def _plain_highdicom(source: pydicom.Dataset) -> hd.seg.Segmentation:
 
 
 def test_plain_highdicom_fails_on_nm() -> None:
-    """Documents why scintiseg.seg does not call highdicom.seg.Segmentation.
+    """Documents why scintiseg.dicom.seg does not call highdicom.seg.Segmentation.
 
     If this test fails, highdicom learnt to segment NM sources: re-evaluate
-    the writer (see the docstring of scintiseg.seg.writer, docs/dicom-seg.md).
+    the writer (see the docstring of scintiseg.dicom.seg.writer, docs/dicom-seg.md).
     """
     assert hd.__version__ == "0.28.2"
     # single frame: the NM IOD is multi-frame, so highdicom looks for the

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from scintiseg.config import AGREEMENT_FILE_NAME, ConfigError, load_config
-from scintiseg.shadow import AgreementLog
+from scintiseg.app.config import AGREEMENT_FILE_NAME, ConfigError, load_config
+from scintiseg.pipeline.shadow import AgreementLog
 
 SHADOW = "scintiseg-nodule@99.0.0"
 OTHER = "scintiseg-gland@9.1.0"
@@ -65,7 +65,7 @@ def test_an_unwritable_file_keeps_records_in_memory(tmp_path: Path, caplog: pyte
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
     log = AgreementLog(blocker / "agreement.jsonl")
-    with caplog.at_level(logging.WARNING, logger="scintiseg.shadow"):
+    with caplog.at_level(logging.WARNING, logger="scintiseg.pipeline.shadow"):
         log.add(SHADOW, record(1))
         log.add(SHADOW, record(2))
     assert log.summary(SHADOW)["images"] == 2

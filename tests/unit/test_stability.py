@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from scintiseg.stability import StabilityTracker
+from scintiseg.work.stability import StabilityTracker
 
 
 class Clock:

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from scintiseg.inference import Segmenter
-from scintiseg.modelcard import load_card
+from scintiseg.models.card import load_card
+from scintiseg.models.runtime import Segmenter
 from scintiseg_training import dataset, diagnose, evaluate, export, train
 
 

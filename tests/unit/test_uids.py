@@ -1,7 +1,7 @@
 import pytest
 from pydicom.uid import UID
 
-from scintiseg.uids import deterministic_uid
+from scintiseg.core.uids import deterministic_uid
 
 
 def test_same_parts_same_uid_and_valid():

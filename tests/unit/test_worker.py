@@ -11,11 +11,12 @@ import pytest
 from fake_gateway import FakeGateway, FakePipeline, ct_dataset
 from nm_fixtures import make_nm
 
-from scintiseg.config import Config, Selection, parse_section
-from scintiseg.gateway import GatewayError, NotFoundError, OrthancGateway
-from scintiseg.jobs import DONE, StudyJobs
-from scintiseg.service import OrthancLogHandler, Service
-from scintiseg.worker import JobOptions, Worker
+from scintiseg.app.config import Config, Selection, parse_section
+from scintiseg.app.service import OrthancLogHandler, Service
+from scintiseg.core.store import GatewayError, NotFoundError
+from scintiseg.orthanc.gateway import OrthancGateway
+from scintiseg.work.jobs import DONE, StudyJobs
+from scintiseg.work.worker import JobOptions, Worker
 
 MODELS = FakePipeline().models
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from scintiseg.workstate import (
+from scintiseg.work.workstate import (
     FAILED,
     QUEUED,
     RUNNING,

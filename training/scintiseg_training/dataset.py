@@ -6,7 +6,7 @@ mirror. The split is made ONCE, by scan, from a hash of the seed, so a test
 scan's mirror never lands in training: with the defaults 1900 training scans
 (3800 couples) and 400 test scans (800 couples).
 
-Every couple is preprocessed with the serving code (:mod:`scintiseg.preprocess`)
+Every couple is preprocessed with the serving code (:mod:`scintiseg.models.preprocess`)
 and cached in ``datasets/<name>.npz``:
 
 * ``gland_x``: the full-window, normalised model input (float16);
@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from scintiseg.preprocess import (
+from scintiseg.models.preprocess import (
     Normalisation,
     Window,
     full_window,
@@ -233,7 +233,7 @@ def build_from_export(export_dir: Path, out: Path) -> dict[str, Any]:
     flip), its ``split`` decides the test couples, and the ``seed`` of a couple stands for its
     patient, so that validation also holds out whole patients.
     """
-    from scintiseg.nifti import read_nifti
+    from scintiseg.dicom.nifti import read_nifti
 
     t0 = time.perf_counter()
     manifest = json.loads((export_dir / "manifest.json").read_text(encoding="utf-8"))

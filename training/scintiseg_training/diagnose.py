@@ -38,9 +38,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from scintiseg import postprocess
-from scintiseg.inference import LoadedModel, OnnxModel, Segmenter, stage_input
-from scintiseg.preprocess import Window, full_window, gland_window, logits_to_source, mask_to_window
+from scintiseg.models import postprocess
+from scintiseg.models.preprocess import Window, full_window, gland_window, logits_to_source, mask_to_window
+from scintiseg.models.runtime import LoadedModel, OnnxModel, Segmenter, stage_input
 
 from .evaluate import dice
 

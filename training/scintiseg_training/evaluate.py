@@ -10,7 +10,7 @@ Two test sets, never trained on:
   separately and never used for training or tuning, each scan as-is. It measures
   generalisation the way a leave-one-centre-out study does.
 
-Each image goes through :class:`scintiseg.inference.Segmenter` -- the very ONNX
+Each image goes through :class:`scintiseg.models.runtime.Segmenter` -- the very ONNX
 path the server runs -- and is compared with the truth on the source matrix.
 
 Reported for each family, overall and per case kind: gland Dice (mean, also with
@@ -159,7 +159,7 @@ def _mirror(a: np.ndarray | None) -> np.ndarray | None:
 def run(
     models: Path, scans: list[TestScan], threads: int = 2, flips: bool = True
 ) -> tuple[list[CoupleResult], dict[str, float]]:
-    from scintiseg.inference import Segmenter
+    from scintiseg.models.runtime import Segmenter
 
     seg = Segmenter.from_models_dir(models, providers=("CPUExecutionProvider",), threads=threads)
     results: list[CoupleResult] = []
@@ -275,7 +275,7 @@ def report(
         "family": family,
         "test_set": description,
         "evaluated_at_source_resolution": True,
-        "path": "scintiseg.inference.Segmenter (ONNX Runtime, CPU)",
+        "path": "scintiseg.models.runtime.Segmenter (ONNX Runtime, CPU)",
         "threads": threads,
         "models": str(models),
         "overall": overall,
@@ -458,7 +458,7 @@ def main(argv: list[str] | None = None) -> None:
         md.parent.mkdir(parents=True, exist_ok=True)
         md.write_text(markdown(reps, montages), encoding="utf-8")
     if args.update_cards:
-        from scintiseg.inference import Segmenter
+        from scintiseg.models.runtime import Segmenter
 
         from .export import metrics_for, set_metrics
 

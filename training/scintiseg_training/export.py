@@ -3,10 +3,10 @@
 The ONNX graph (opset 17) takes ``image`` ``[batch, 1, 128, 128]`` float32 and
 gives ``logits`` of the same shape, with a dynamic ``batch`` axis. The graph is
 checked with ``onnx.checker``, its outputs are compared with PyTorch on random
-inputs, and the card (:func:`scintiseg.modelcard.task_card`) is validated with
-:func:`scintiseg.modelcard.load_card` before the command returns.
+inputs, and the card (:func:`scintiseg.models.card.task_card`) is validated with
+:func:`scintiseg.models.card.load_card` before the command returns.
 
-Each model version is a folder of its own (:mod:`scintiseg.registry`): a new
+Each model version is a folder of its own (:mod:`scintiseg.models.registry`): a new
 version goes into ``<models>/<name>-<version>/`` beside the older ones, written
 under a hidden name first and renamed into place, so a running Orthanc picks
 it up whole (and removing the folder rolls back). Exporting a version that a
@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from scintiseg.modelcard import (
+from scintiseg.models.card import (
     CARD_FILE,
     ModelCardError,
     load_card,
@@ -278,7 +278,7 @@ def parity_inputs(task: str, seeds: tuple[int, ...] = PARITY_SEEDS) -> np.ndarra
     The gland model sees the whole field; the nodule model and the gland second
     pass see the window around the true gland, as they do at serving time.
     """
-    from scintiseg.preprocess import full_window, gland_window, model_input
+    from scintiseg.models.preprocess import full_window, gland_window, model_input
     from scintiseg_phantoms.thyroid import generate_scan
 
     inputs = []

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from scintiseg.quality import LOW_COUNTS_GLAND
+from scintiseg.pipeline.quality import LOW_COUNTS_GLAND
 
 #: A predicted gland component with less of its area inside the true gland lies outside it.
 OUTSIDE_OVERLAP = 0.2

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from scintiseg.modelcard import sha256_file
+from scintiseg.models.card import sha256_file
 
 from .dataset import TASK_ARRAYS, Arrays, load, seed_hash
 from .unet import UNet, UNetConfig, count_parameters, freeze_batchnorm, load_onnx_weights
