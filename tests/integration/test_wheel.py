@@ -85,7 +85,7 @@ def test_the_wheel_installs_in_a_fresh_venv_and_segments(tmp_path: Path, models_
         for init in (ROOT / folder).rglob("__init__.py")
     }
     assert expected - names == set(), "every package and subpackage ships"
-    assert "scintiseg/explorer/scintiseg-explorer.js" in names
+    assert "scintiseg/orthanc/explorer/scintiseg-explorer.js" in names
     assert not any(n.startswith(("tests/", "models/", "plugin/")) or n.endswith("scintiseg_plugin.py") for n in names)
 
     venv = tmp_path / "venv"
