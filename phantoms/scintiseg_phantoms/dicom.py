@@ -18,7 +18,19 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import Tag
 
 from scintiseg.core.uids import deterministic_uid
-from scintiseg.dicom.builder import file_meta
+from scintiseg.dicom.builder import (
+    Equipment,
+    GeneralImage,
+    Patient,
+    Series,
+    Study,
+    add_equipment,
+    add_general_image,
+    add_patient,
+    add_series,
+    add_study,
+    new_instance,
+)
 
 from .record import Scan
 from .thyroid.acquisition import ISOTOPE_SPECS
@@ -79,37 +91,13 @@ def scan_to_dataset(
     acq_date, acq_time = str(p["acquisition_date"]), str(p["acquisition_time"])
     n_frames = len(frames)
 
-    ds = Dataset()
-    ds.file_meta = file_meta(NM_IMAGE_STORAGE, sop_uid)
-
-    # SOP Common
-    ds.SpecificCharacterSet = "ISO_IR 100"
-    ds.SOPClassUID = NM_IMAGE_STORAGE
-    ds.SOPInstanceUID = sop_uid
-    ds.InstanceCreationDate = acq_date
-    ds.InstanceCreationTime = acq_time
-    # Patient
-    ds.PatientName = patient_name
-    ds.PatientID = patient_id
-    ds.PatientBirthDate = _birth_date(acq_date, int(p.get("patient_age", 50)))
-    ds.PatientSex = str(p.get("patient_sex", "O"))
+    ds = new_instance(NM_IMAGE_STORAGE, sop_uid, character_set="ISO_IR 100", created=(acq_date, acq_time))
+    add_patient(ds, Patient(patient_name, patient_id, _birth_date(acq_date, int(p.get("patient_age", 50))),
+                            str(p.get("patient_sex", "O"))))
     # General Study / Patient Study
-    ds.StudyInstanceUID = study_uid
-    ds.StudyDate = acq_date
-    ds.StudyTime = acq_time
-    ds.ReferringPhysicianName = ""
-    ds.StudyID = "1"
-    ds.AccessionNumber = ""
-    ds.StudyDescription = study_description
+    add_study(ds, Study(study_uid, acq_date, acq_time, description=study_description))
     ds.PatientAge = f"{int(p.get('patient_age', 50)):03d}Y"
-    # General Series
-    ds.Modality = "NM"
-    ds.SeriesInstanceUID = series_uid
-    ds.SeriesNumber = 1
-    ds.SeriesDate = acq_date
-    ds.SeriesTime = acq_time
-    ds.SeriesDescription = series_description
-    ds.BodyPartExamined = "NECK"
+    add_series(ds, Series("NM", series_uid, 1, series_description, acq_date, acq_time, body_part="NECK"))
     # NM/PET Patient Orientation
     orient = _code("102538003", "SCT", "recumbent")
     orient.PatientOrientationModifierCodeSequence = DicomSequence(
@@ -119,22 +107,16 @@ def scan_to_dataset(
     ds.PatientGantryRelationshipCodeSequence = DicomSequence(
         [_code("102540008", "SCT", "headfirst")]
     )
-    # General Equipment
-    ds.Manufacturer = _MANUFACTURER
-    ds.ManufacturerModelName = "scintiseg_phantoms"
-    ds.SoftwareVersions = "1"
-    # General Acquisition / General Image
+    add_equipment(ds, Equipment(_MANUFACTURER, "scintiseg_phantoms", software_versions="1"))
+    # General Acquisition / General Image / NM Image; anterior view: the patient's right on the image left
     ds.AcquisitionDate = acq_date
     ds.AcquisitionTime = acq_time
-    ds.ContentDate = acq_date
-    ds.ContentTime = acq_time
-    ds.InstanceNumber = instance_number
-    ds.PatientOrientation = ["L", "F"]  # anterior view: patient's right on the image left
+    image_type = ["ORIGINAL", "PRIMARY", "STATIC", "EMISSION"]
+    add_general_image(ds, GeneralImage(instance_number, acq_date, acq_time, image_type, ["L", "F"]))
     ds.BurnedInAnnotation = "NO"
     ds.LossyImageCompression = "00"
     ds.ImageComments = "Synthetic scintigraphy (ScintiSeg), not a patient"
     # NM Image
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "STATIC", "EMISSION"]
     ds.CountsAccumulated = int(sum(int(s.counts.sum(dtype=np.int64)) for s in frames))
     ds.AcquisitionTerminationCondition = "TIME"
     ds.ActualFrameDuration = int(p.get("frame_duration_s", 300)) * 1000

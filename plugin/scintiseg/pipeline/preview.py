@@ -31,7 +31,17 @@ from pydicom import Dataset
 from scipy import ndimage
 
 from scintiseg import __version__
-from scintiseg.dicom.builder import copy_patient_and_study, file_meta
+from scintiseg.dicom.builder import (
+    Equipment,
+    GeneralImage,
+    Series,
+    add_equipment,
+    add_general_image,
+    add_series,
+    derived_instance,
+    image_reference,
+)
+from scintiseg.dicom.nm import nm_frames
 from scintiseg.dicom.seg.content import GLAND_RGB, NODULE_RGB
 from scintiseg.dicom.seg.writer import source_content_datetime
 
@@ -352,42 +362,25 @@ def preview_secondary_capture(
         raise ValueError("series_description must be at most 64 characters, without '\\'")
 
     date, time = source_content_datetime(source_nm)
-    ds = Dataset()
+    ds = derived_instance(source_nm, SECONDARY_CAPTURE_STORAGE, sop_uid)
     if source_nm.get("SpecificCharacterSet"):
         ds.SpecificCharacterSet = source_nm.SpecificCharacterSet
-    ds.SOPClassUID = SECONDARY_CAPTURE_STORAGE
-    ds.SOPInstanceUID = sop_uid
-    copy_patient_and_study(ds, source_nm)
-    if not series_description.isascii() and source_nm.get("SpecificCharacterSet") is None:
+    elif not series_description.isascii() and source_nm.get("SpecificCharacterSet") is None:
         ds.SpecificCharacterSet = "ISO_IR 192"
-    # General Series
-    ds.Modality = "OT"
-    ds.SeriesInstanceUID = series_uid
-    ds.SeriesNumber = series_number
-    ds.SeriesDescription = series_description
-    ds.SeriesDate = date
-    ds.SeriesTime = time
-    # an unpaired body part, so no Laterality (type 2C, for paired parts only)
-    ds.BodyPartExamined = "THYROID"
+    # General Series; an unpaired body part, so no Laterality (type 2C, for paired parts only)
+    add_series(ds, Series("OT", series_uid, series_number, series_description, date, time, body_part="THYROID"))
     # General Equipment + SC Equipment
-    ds.Manufacturer = "ScintiSeg"
+    add_equipment(ds, Equipment("ScintiSeg"))
     ds.ConversionType = "WSD"
     ds.SecondaryCaptureDeviceManufacturer = "ScintiSeg"
     ds.SecondaryCaptureDeviceManufacturerModelName = "ScintiSeg preview"
     ds.SecondaryCaptureDeviceSoftwareVersions = f"ScintiSeg {__version__}"
     # General Image + SC Image
-    ds.InstanceNumber = instance_number
-    ds.PatientOrientation = None
-    ds.ContentDate = date
-    ds.ContentTime = time
-    ds.ImageType = ["DERIVED", "SECONDARY"]
+    add_general_image(ds, GeneralImage(instance_number, date, time, ["DERIVED", "SECONDARY"]))
     ds.DerivationDescription = "ScintiSeg segmentation preview (label outlines)"
     ds.BurnedInAnnotation = "NO"
     ds.LossyImageCompression = "00"
-    reference = Dataset()
-    reference.ReferencedSOPClassUID = source_nm.SOPClassUID
-    reference.ReferencedSOPInstanceUID = source_nm.SOPInstanceUID
-    ds.SourceImageSequence = [reference]
+    ds.SourceImageSequence = [image_reference(source_nm)]
     # Image Pixel
     ds.SamplesPerPixel = 3
     ds.PhotometricInterpretation = "RGB"
@@ -399,8 +392,6 @@ def preview_secondary_capture(
     ds.PixelRepresentation = 0
     data = np.ascontiguousarray(pixels).tobytes()
     ds.PixelData = data + (b"\0" if len(data) % 2 else b"")
-
-    ds.file_meta = file_meta(SECONDARY_CAPTURE_STORAGE, sop_uid)
     return ds
 
 
@@ -464,8 +455,6 @@ def preview_from_seg(source_nm: Dataset, seg: Dataset, *, title: str | None = No
     The model versions are read from the SEG's algorithm identification; ``numbered``
     names the segment labels whose components are numbered (the registry's labels).
     """
-    from scintiseg.dicom.nm import nm_frames
-
     return render_preview(
         nm_frames(source_nm), masks_from_seg(seg, source_nm, numbered), models=_seg_models(seg),
         title=title, colormap=colormap, flags=flags,

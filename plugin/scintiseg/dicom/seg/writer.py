@@ -91,7 +91,16 @@ from pydicom.valuerep import DA, TM, DSfloat
 
 from scintiseg import __version__
 from scintiseg.core.uids import deterministic_uid
-from scintiseg.dicom.builder import copy_patient_and_study, file_meta
+from scintiseg.dicom.builder import (
+    Equipment,
+    GeneralImage,
+    Series,
+    add_equipment,
+    add_general_image,
+    add_series,
+    derived_instance,
+    image_reference,
+)
 from scintiseg.dicom.nm import NM_IMAGE_STORAGE, NotNMImageError, is_nm_image, pixel_spacing_mm
 from scintiseg.dicom.seg.content import (
     Code,
@@ -369,9 +378,7 @@ def _per_frame_item(
     frame_content.FrameLabel = _frame_label(frame_number)
     item.FrameContentSequence = [frame_content]
 
-    reference = Dataset()
-    reference.ReferencedSOPClassUID = source.SOPClassUID
-    reference.ReferencedSOPInstanceUID = source.SOPInstanceUID
+    reference = image_reference(source)
     if multiframe_source:
         reference.ReferencedFrameNumber = frame_number
     reference.PurposeOfReferenceCodeSequence = [_code_item(PURPOSE_SOURCE_FOR_PROCESSING)]
@@ -465,37 +472,18 @@ def build_seg(
 
     content_date, content_time = source_content_datetime(source)
     multiframe_source = _is_multiframe_iod(source)
-    seg = Dataset()
-
-    # SOP Common (Specific Character Set: at the end, once all text is in)
-    seg.SOPClassUID = SEGMENTATION_STORAGE
-    seg.SOPInstanceUID = sop_instance_uid
-
-    # Patient, Clinical Trial Subject, General Study, Patient Study, Clinical Trial Study
-    copy_patient_and_study(seg, source)
-
+    # SOP Common (Specific Character Set: at the end, once all text is in); Patient,
+    # Clinical Trial Subject, General Study, Patient Study, Clinical Trial Study
+    seg = derived_instance(source, SEGMENTATION_STORAGE, sop_instance_uid)
     # General Series + Segmentation Series
-    seg.Modality = "SEG"
-    seg.SeriesInstanceUID = series_instance_uid
-    seg.SeriesNumber = series_number
-    seg.SeriesDescription = series_description
-    seg.SeriesDate = content_date
-    seg.SeriesTime = content_time
-
+    add_series(seg, Series("SEG", series_instance_uid, series_number, series_description, content_date, content_time))
     # General Equipment + Enhanced General Equipment
-    seg.Manufacturer = manufacturer
-    seg.ManufacturerModelName = manufacturer_model_name
-    seg.DeviceSerialNumber = device_serial_number
-    seg.SoftwareVersions = software_versions
-
-    # General Image + Segmentation Image
-    seg.InstanceNumber = instance_number
-    seg.ContentDate = content_date
-    seg.ContentTime = content_time
-    seg.ImageType = ["DERIVED", "PRIMARY"]
-    # Type 2C, required when there is no Image Position/Orientation (Patient):
-    # the SEG frames keep the source's pixel matrix, hence its orientation.
-    seg.PatientOrientation = _patient_orientation(source)
+    add_equipment(seg, Equipment(manufacturer, manufacturer_model_name, device_serial_number, software_versions))
+    # General Image + Segmentation Image. Patient Orientation is type 2C, required when
+    # there is no Image Position/Orientation (Patient): the SEG frames keep the source's
+    # pixel matrix, hence its orientation.
+    add_general_image(seg, GeneralImage(instance_number, content_date, content_time, ["DERIVED", "PRIMARY"],
+                                        _patient_orientation(source)))
     seg.ContentLabel = content_label
     seg.ContentDescription = content_description
     seg.ContentCreatorName = content_creator
@@ -552,13 +540,8 @@ def build_seg(
     ]
 
     # General Reference + Common Instance Reference
-    source_reference = Dataset()
-    source_reference.ReferencedSOPClassUID = source.SOPClassUID
-    source_reference.ReferencedSOPInstanceUID = source.SOPInstanceUID
-    seg.SourceImageSequence = [source_reference]
-    instance_reference = Dataset()
-    instance_reference.ReferencedSOPClassUID = source.SOPClassUID
-    instance_reference.ReferencedSOPInstanceUID = source.SOPInstanceUID
+    seg.SourceImageSequence = [image_reference(source)]
+    instance_reference = image_reference(source)
     series_reference = Dataset()
     series_reference.SeriesInstanceUID = source.SeriesInstanceUID
     series_reference.ReferencedInstanceSequence = [instance_reference]
@@ -577,5 +560,4 @@ def build_seg(
     if charset:
         seg.SpecificCharacterSet = charset
 
-    seg.file_meta = file_meta(SEGMENTATION_STORAGE, sop_instance_uid)
     return seg
