@@ -59,6 +59,7 @@ run: setup ohif
 lint: venv
 	$(VENV)/bin/ruff check plugin phantoms training tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 unit: venv
 	$(VENV)/bin/pytest -q tests/unit

@@ -1,9 +1,9 @@
 """Several Orthanc nodes on one PostgreSQL: throughput, coordination cost, takeover time.
 
-Starts a private PostgreSQL server (``tests/pg_harness.py``: its own data folder
+Starts a private PostgreSQL server (``tests/support/pg_harness.py``: its own data folder
 and free port) and real Orthanc nodes with the plugin through
 ``scripts/run-orthanc.sh`` with ``SCINTISEG_POSTGRESQL`` and a shared
-``SCINTISEG_STORAGE`` (``tests/integration/cluster_harness.py``), then measures:
+``SCINTISEG_STORAGE`` (``tests/support/cluster_harness.py``), then measures:
 
 * **throughput** with 1, 2 (and 3) nodes: a burst of one-image studies sent to
   node 1 only, timed from the end of the C-STORE to the last final result;
@@ -17,10 +17,10 @@ and free port) and real Orthanc nodes with the plugin through
   the time until node 2 has claimed that study, and until its result is final.
 
 Uses the trained models of ``models/`` when there are any, else the fake ones
-of the tests (the report says which). Run::
+of the tests (the report says which). Run (``PYTHONPATH=tests``: the test harnesses)::
 
-    .venv/bin/python bench/bench_cluster.py                     # 1 and 2 nodes, 40 studies
-    .venv/bin/python bench/bench_cluster.py --nodes 1 2 3 --studies 60 --json out.json
+    PYTHONPATH=tests .venv/bin/python bench/bench_cluster.py                 # 1 and 2 nodes, 40 studies
+    PYTHONPATH=tests .venv/bin/python bench/bench_cluster.py --nodes 1 2 3 --studies 60 --json out.json
 """
 
 from __future__ import annotations
@@ -36,16 +36,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "integration"))
-sys.path.insert(0, str(ROOT / "tests"))
+import benchkit  # noqa: F401  (first: it says how to run when tests/support is out of reach)
+from support.cluster_harness import OrthancCluster
+from support.fake_models import write_fake_models
+from support.orthanc_harness import OrthancServer, make_study, missing_tools, trained_models, wait_for
+from support.pg_harness import PostgresServer, missing_postgres
 
-from cluster_harness import OrthancCluster  # noqa: E402
-from fake_models import write_fake_models  # noqa: E402
-from orthanc_harness import OrthancServer, make_study, missing_tools, trained_models, wait_for  # noqa: E402
-from pg_harness import PostgresServer, missing_postgres  # noqa: E402
-
-from scintiseg.work.pgwork import WorkQueue  # noqa: E402
+from scintiseg.work.pgwork import WorkQueue
 
 
 def pin(node: OrthancServer, core: int) -> None:

@@ -20,7 +20,7 @@ command are in ``docs/benchmarks.md``. Environment variables reach Orthanc
 KEY=JSON`` changes an Orthanc option (``--set MaximumStorageCacheSize=128``).
 Run it at low priority on a shared machine::
 
-    nice -n 15 .venv/bin/python bench/bench_load.py --studies 500 --clients 4
+    PYTHONPATH=tests nice -n 15 .venv/bin/python bench/bench_load.py --studies 500 --clients 4
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import argparse
 import json
 import statistics
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -37,12 +36,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "integration"))
-sys.path.insert(0, str(ROOT / "tests"))
-
-from benchkit import run_bench  # noqa: E402
-from orthanc_harness import SCU_AET, OrthancServer, Study, make_study  # noqa: E402
+from benchkit import run_bench
+from support.orthanc_harness import SCU_AET, OrthancServer, Study, make_study
 
 #: Study seeds of the load run start here (clear of the other benchmarks and tests).
 SEED0 = 20000

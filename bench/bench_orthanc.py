@@ -14,10 +14,10 @@ measures, from the end of the C-STORE to the SEG being listed in its study:
 
 Uses the trained models of ``models/`` when there are any (say so with
 ``--models``), else the tiny fake models of the tests, whose inference time is
-meaningless (the report says which). Run::
+meaningless (the report says which). Run (``PYTHONPATH=tests``: the test harnesses)::
 
-    .venv/bin/python bench/bench_orthanc.py            # 10 single studies, a burst of 50
-    .venv/bin/python bench/bench_orthanc.py --json out.json
+    PYTHONPATH=tests .venv/bin/python bench/bench_orthanc.py            # 10 single studies, a burst of 50
+    PYTHONPATH=tests .venv/bin/python bench/bench_orthanc.py --json out.json
 """
 
 from __future__ import annotations
@@ -26,18 +26,13 @@ import argparse
 import json
 import random
 import statistics
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "integration"))
-sys.path.insert(0, str(ROOT / "tests"))
-
-from benchkit import run_bench  # noqa: E402
-from orthanc_harness import (  # noqa: E402
+from benchkit import ROOT, run_bench
+from support.orthanc_harness import (
     OrthancServer,
     make_study,
     strip_json_comments,

@@ -2,6 +2,8 @@
 
 The benchmarks run on the real Orthanc with the repository's trained models (``models/``),
 or with stand-in models when there are none (the report then says ``fake_models: true``).
+They drive it with the tests' harnesses, the package ``tests/support``: run them with
+``PYTHONPATH=tests`` (``PYTHONPATH=tests .venv/bin/python bench/bench_orthanc.py``).
 """
 
 from __future__ import annotations
@@ -12,12 +14,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "integration"))
-sys.path.insert(0, str(ROOT / "tests"))
+try:
+    from support.fake_models import write_fake_models
+    from support.orthanc_harness import missing_tools, trained_models
+except ModuleNotFoundError as exc:
+    if exc.name != "support":
+        raise
+    raise SystemExit(
+        "the benchmarks use the test harnesses (tests/support): run them with PYTHONPATH=tests, e.g.\n"
+        "  PYTHONPATH=tests .venv/bin/python bench/bench_orthanc.py"
+    ) from exc
 
-from fake_models import write_fake_models  # noqa: E402
-from orthanc_harness import missing_tools, trained_models  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 Report = dict[str, Any]
 

@@ -3,7 +3,8 @@
 This is the only module that imports ``orthanc``. It makes the virtual
 environment's packages importable, validates the ``ScintiSeg`` configuration
 (a bad one stops Orthanc at start-up with a clear message), registers the
-callbacks and hands everything else to :mod:`scintiseg.app.service`:
+callbacks and hands everything else to the objects that
+:func:`scintiseg.app.assembly.assemble` builds (the service, the REST backend):
 
 * ``ORTHANC_STARTED``: load the models, start the worker, scan for unfinished work;
 * ``NEW_INSTANCE``: note the arrival for the stability tracker
@@ -65,13 +66,10 @@ def _add_paths() -> None:
 _add_paths()
 
 from scintiseg.api import routes as rest  # noqa: E402  (after _add_paths)
-from scintiseg.app.backend import PluginBackend  # noqa: E402
+from scintiseg.app.assembly import assemble  # noqa: E402
 from scintiseg.app.config import ConfigError, load_config  # noqa: E402
-from scintiseg.app.service import Service, install_orthanc_logging  # noqa: E402
-from scintiseg.app.steps import install_steps  # noqa: E402
 from scintiseg.orthanc import explorer, ohif  # noqa: E402
-from scintiseg.orthanc.gateway import OrthancGateway  # noqa: E402
-from scintiseg.work.workstate import choose_backend  # noqa: E402
+from scintiseg.orthanc.log import install_orthanc_logging  # noqa: E402
 
 try:
     CONFIG = load_config(json.loads(orthanc.GetConfiguration()), root=HERE.parent)
@@ -79,23 +77,12 @@ except ConfigError as exc:
     orthanc.LogError(f"ScintiSeg: invalid configuration, Orthanc cannot start: {exc}")
     raise
 install_orthanc_logging(orthanc, CONFIG.log_level)
-GATEWAY = OrthancGateway(orthanc, CONFIG.result_metadata)
 try:
-    WORK_STATE = choose_backend(
-        CONFIG.work_state, orthanc, GATEWAY, CONFIG.work_metadata, CONFIG.work_metadata_declared
-    )
+    PLUGIN = assemble(orthanc, CONFIG)
 except ValueError as exc:
     orthanc.LogError(f"ScintiSeg: invalid configuration, Orthanc cannot start: ScintiSeg.WorkState: {exc}")
     raise
-if not WORK_STATE.durable:
-    orthanc.LogWarning(
-        f"ScintiSeg: requests and retries are not durable (work state {WORK_STATE.name}); "
-        f'declare "{CONFIG.work_metadata}" in UserMetadata to keep them across restarts'
-    )
-SERVICE = Service(CONFIG, GATEWAY, workstate=WORK_STATE)
-STEPS = install_steps(SERVICE, CONFIG, GATEWAY)  # pseudonymization before, labels after the job
-BACKEND = PluginBackend(SERVICE, GATEWAY)
-BACKEND.labels = STEPS.get("labels")
+SERVICE = PLUGIN.service
 
 # Plugin API features differ between orthanc-python releases: detect, never assume.
 # (Durable queues and the key-value store exist only in recent releases, orthanc-python >= 6;
@@ -179,7 +166,7 @@ def rest_api(output: Any, uri: str, **request: Any) -> None:
     """Every route of :mod:`scintiseg.api.routes` (``/scintiseg/...``), answered by :func:`rest.dispatch`."""
     method = str(request.get("method") or "GET")
     body = request.get("body")
-    answer = rest.dispatch(BACKEND, method, uri, bytes(body) if body else None)
+    answer = rest.dispatch(PLUGIN.backend, method, uri, bytes(body) if body else None)
     if answer.status == 405:
         # Orthanc answers 405 itself, with the Allow header and no body (its plugin API
         # reserves that status to SendMethodNotAllowed)

@@ -1,20 +1,16 @@
 """Shared fixtures: stand-in ONNX models for tests that need a model, not a good one.
 
 And the hooks that make a missing required tool fail the suite under ``make test``
-(:mod:`required_tools`).
+(:mod:`support.required_tools`).
 """
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from integration.fake_models import write_fake_models  # noqa: E402
-from required_tools import enforce  # noqa: E402
+from support.fake_models import write_fake_models
+from support.required_tools import enforce
 
 
 @pytest.hookimpl(hookwrapper=True)

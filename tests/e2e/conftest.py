@@ -1,19 +1,15 @@
-"""Fixtures of the browser tests (see :mod:`e2e_harness` for the helpers and the settings)."""
+"""Fixtures of the browser tests (see :mod:`support.e2e_harness` for the helpers and the settings)."""
 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from e2e_harness import ProcessedStudy, Server, missing_browser_tools, skip_or_fail  # noqa: E402
-from fake_models import write_fake_models  # noqa: E402  (tests/integration, on sys.path)
-from orthanc_harness import OrthancServer, make_study, missing_tools, trained_models  # noqa: E402
+from support.e2e_harness import ProcessedStudy, Server, missing_browser_tools, skip_or_fail
+from support.fake_models import write_fake_models
+from support.orthanc_harness import OrthancServer, make_study, missing_tools, trained_models
 
 
 @pytest.fixture(scope="module")

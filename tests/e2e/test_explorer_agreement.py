@@ -5,18 +5,15 @@ from __future__ import annotations
 import io
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pydicom
 import pytest
-from e2e_harness import CHROMIUM, E2E, ProcessedStudy, Server
-from orthanc_harness import wait_for
+from support.e2e_harness import CHROMIUM, E2E, ProcessedStudy, Server
+from support.label_objects import manual_seg
+from support.orthanc_harness import wait_for
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from label_objects import manual_seg  # noqa: E402
-
-from scintiseg.pipeline.preview import masks_from_seg  # noqa: E402
+from scintiseg.pipeline.preview import masks_from_seg
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from e2e_harness import CHROMIUM, E2E, ROOT, ProcessedStudy, Server
 from PIL import Image
+from support.e2e_harness import CHROMIUM, E2E, ROOT, ProcessedStudy, Server
 
 from scintiseg.dicom.seg import GLAND_RGB, NODULE_RGB
 from scintiseg.orthanc.ohif import viewer_url

@@ -7,17 +7,13 @@ Both skip when Orthanc, orthanc-python or dcmtk are not installed.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from fake_models import write_fake_models  # noqa: E402
-from orthanc_harness import VERSIONS_SEEN, OrthancServer, missing_tools, serving, trained_models  # noqa: E402
-from pg_harness import PostgresServer  # noqa: E402
+from support.fake_models import write_fake_models
+from support.orthanc_harness import VERSIONS_SEEN, OrthancServer, missing_tools, serving, trained_models
+from support.pg_harness import PostgresServer
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -55,7 +51,7 @@ def new_orthanc(tmp_path: Path, models_dir: Path) -> Iterator[OrthancServer]:
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """A private PostgreSQL server for the session; a missing server is a failure, not a skip."""
-    from pg_harness import missing_postgres
+    from support.pg_harness import missing_postgres
 
     missing = missing_postgres()
     if missing:

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import pydicom
 import pytest
-from orthanc_harness import STABLE_AGE, OrthancServer, ct_file, make_study, wait_for
 from pydicom.dataset import Dataset
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -31,6 +30,7 @@ from pydicom.uid import (
     RLELossless,
     generate_uid,
 )
+from support.orthanc_harness import STABLE_AGE, OrthancServer, ct_file, make_study, wait_for
 
 pytestmark = pytest.mark.integration
 

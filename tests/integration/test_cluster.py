@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cluster_harness import LEASE_S, OrthancCluster
-from openapi_check import check_answer, load_spec
-from orthanc_harness import OrthancServer, Study, make_study, missing_tools, wait_for
+from support.cluster_harness import LEASE_S, OrthancCluster
+from support.openapi_check import check_answer, load_spec
+from support.orthanc_harness import OrthancServer, Study, make_study, missing_tools, wait_for
 
 PG_PLUGIN_DIRS = ("/usr/share/orthanc/plugins", "/usr/lib/orthanc", "/usr/lib/x86_64-linux-gnu/orthanc")
 
@@ -88,10 +88,13 @@ def test_kill_9_of_a_node_mid_burst_loses_nothing_and_duplicates_nothing(
     send(node1, first)
     wait_for("node1 to run a study", lambda: node1.get("/scintiseg/status")["worker"]["running"], timeout=60,
              every=0.05)
-    held = node1.get("/scintiseg/status")["worker"]["running"]
     late = burst(tmp_path, 2100, 3)
     send(node1, late)  # received, not stable yet: only node1 has seen them arrive
     node1.kill()
+    # what node1 still held when it died, as the cluster table says (a study node1 was
+    # running a moment before may have finished before the kill)
+    running_on = node2.get("/scintiseg/queue")["cluster"]["running_on"]
+    held = [sid for sid, node in running_on.items() if node == "node1"]
     killed_at = time.monotonic()
     studies = first + late
     results = cluster.wait_results(node2, [s.study_uid for s in studies], timeout=LEASE_S + 120)

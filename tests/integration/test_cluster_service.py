@@ -9,30 +9,23 @@ records nothing over the node that took its study over.
 from __future__ import annotations
 
 import dataclasses
-import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+from support.fake_gateway import CountingPipeline, FakeGateway, fake_models, one_study, wait
 
-from fake_gateway import FakeGateway  # noqa: E402
-from test_retries import CountingPipeline, one_study, wait  # noqa: E402
-
-from scintiseg.app.config import Selection, parse_section  # noqa: E402
-from scintiseg.app.service import Service  # noqa: E402
-from scintiseg.work.jobs import DONE, StudyJobs, now_iso  # noqa: E402
-from scintiseg.work.workstate import FAILED as GAVE_UP  # noqa: E402
+from scintiseg.app.config import parse_section
+from scintiseg.app.service import Service
+from scintiseg.core.clock import now_iso
+from scintiseg.core.result import Status, StudyResult
+from scintiseg.work.workstate import FAILED as GAVE_UP
 
 
 def node(uri: str, name: str, pipe: CountingPipeline, gw: FakeGateway, lease_s: float = 30, **section: Any) -> Service:
-    def factory(cfg: Any, gateway: Any) -> StudyJobs:
-        return StudyJobs(gateway, lambda: pipe, Selection(), ["CPUExecutionProvider"])
-
     cfg = parse_section({"ModelsDirectory": "models", "RecoveryScanMaxStudies": 0, **section}, environ={})
     cfg = dataclasses.replace(cfg, cluster_database=uri, cluster_node=name, cluster_lease_s=lease_s, stable_age_s=0)
-    svc = Service(cfg, gw, factory)
+    svc = Service(cfg, gw, fake_models(pipe))
     svc.start()
     assert svc.state == "running", svc.error
     return svc
@@ -55,7 +48,7 @@ def test_retries_and_manual_requests_go_through_the_clusters_table(pg_uri: str) 
         assert failed["study"] == sid and failed["attempts"] == 3
         del pipe.fail[uid]
         assert b.request(sid)  # a manual retry on the other node
-        wait(lambda: (r := gw.result(sid)) is not None and r["status"] == DONE, timeout=30)
+        wait(lambda: (r := gw.result(sid)) is not None and r["status"] == Status.DONE, timeout=30)
         wait(lambda: a.queue_snapshot()["failed"] == [] and a.queue_snapshot()["pending"] == [], timeout=10)
         assert a.queue_snapshot()["retrying"] == []
     finally:
@@ -74,11 +67,11 @@ def test_a_node_that_stalls_past_its_lease_records_nothing_over_the_node_that_to
         a.worker._renew = lambda: None  # type: ignore[union-attr,method-assign]  # a stalled node: no renewal
         a.submit(sid)
         wait(lambda: len(pipe.calls) == 1, timeout=10)  # a's job is inside the model, gate closed
-        written: list[dict[str, Any]] = []
+        written: list[StudyResult] = []
         inner_write = gw.write_result
 
-        def write(study_id: str, result: dict[str, Any]) -> None:
-            written.append(dict(result))
+        def write(study_id: str, result: StudyResult) -> None:
+            written.append(result)
             inner_write(study_id, result)
 
         gw.write_result = write  # type: ignore[method-assign]
@@ -86,10 +79,10 @@ def test_a_node_that_stalls_past_its_lease_records_nothing_over_the_node_that_to
         b = node(pg_uri, "b", pipe, gw, lease_s=30)
         wait(lambda: len(pipe.calls) == 2, timeout=10)  # a's lease expired: b runs the study too
         pipe.gate.set()  # both jobs run to the end now
-        wait(lambda: (r := gw.result(sid)) is not None and r["status"] == DONE, timeout=20)
+        wait(lambda: (r := gw.result(sid)) is not None and r["status"] == Status.DONE, timeout=20)
         assert b.wait_idle(10) and a.wait_idle(10)
         time.sleep(0.3)
-        assert written and all(w["job_started"] >= b_started for w in written), "a wrote after losing its lease"
+        assert written and all((w.job_started or "") >= b_started for w in written), "a wrote after losing its lease"
         assert gw.result(sid)["job_started"] >= b_started  # type: ignore[index]
         row = b.worker.snapshot() if b.worker else {}  # type: ignore[union-attr]
         assert row["counts"]["done"] == 1

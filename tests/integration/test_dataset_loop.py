@@ -15,23 +15,20 @@ import io
 import json
 import os
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
-from identity_scan import identifying_values, leaks_in_bytes
-from orthanc_harness import STABLE_AGE, VENV, OrthancServer, Study, make_study, missing_tools, wait_for
-from test_anonymization import pseudonym, scintiseg_section, wait_pseudonymized, with_identity
+from support.anonymization import pseudonym, scintiseg_section, wait_pseudonymized, with_identity
+from support.identity_scan import identifying_values, leaks_in_bytes
+from support.label_objects import ellipse, manual_seg, rtstruct
+from support.orthanc_harness import STABLE_AGE, VENV, OrthancServer, Study, make_study, missing_tools, wait_for
+from support.physician_labels import labels, stow
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from label_objects import ellipse, manual_seg, rtstruct  # noqa: E402
-from test_physician_labels import labels, stow  # noqa: E402
-
-from scintiseg.dicom.nifti import read_nifti  # noqa: E402
-from scintiseg.intake.datasets import split_of  # noqa: E402
+from scintiseg.dicom.nifti import read_nifti
+from scintiseg.intake.datasets import split_of
 
 PYTHON = str(VENV / "bin" / "python")
 SCINTISEG = str(VENV / "bin" / "scintiseg")
@@ -127,9 +124,9 @@ def test_pseudonymized_labelled_database_exports_and_trains_a_loadable_model(tmp
                 "--batch-size", "4", "--threads", "1", "--device", "cpu", "--val-fraction", "0.3", cwd=tmp_path)
             run(PYTHON, "-m", "scintiseg_training.export", "--run", str(tmp_path / "runs" / task), "--task", task,
                 "--models", str(models), "--version", "0.0.1-loop", cwd=tmp_path)
-        from scintiseg.models.runtime import Segmenter
+        from scintiseg.models.registry import load_segmenter
 
-        segmenter = Segmenter.from_models_dir(models, ["CPUExecutionProvider"])
+        segmenter = load_segmenter(models, ["CPUExecutionProvider"])
         assert sorted(segmenter.model_idents) == ["scintiseg-gland@0.0.1-loop", "scintiseg-nodule@0.0.1-loop"]
 
         # the database grows; the REST export keeps every earlier case, on the same side

@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from orthanc_harness import STABLE_AGE, OrthancServer, Study, make_study, wait_for
+from support.orthanc_harness import STABLE_AGE, OrthancServer, Study, make_study, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_models import write_fake_models
-from orthanc_harness import STABLE_AGE, OrthancServer, make_study, missing_tools, wait_for
+from support.fake_models import write_fake_models
+from support.orthanc_harness import STABLE_AGE, OrthancServer, make_study, missing_tools, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from orthanc_harness import OrthancServer
 from schemathesis.specs.openapi.checks import unsupported_method
+from support.orthanc_harness import OrthancServer
 
 pytestmark = pytest.mark.integration
 

@@ -6,15 +6,11 @@ The full 500-study run and its figures are in docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+import bench_load  # bench/, on pytest's pythonpath (pyproject.toml)
 import pytest
-from orthanc_harness import missing_tools
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-
-import bench_load  # noqa: E402
+from support.orthanc_harness import missing_tools
 
 pytestmark = pytest.mark.integration
 

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_models import write_fake_model
-from openapi_check import check_answer, load_spec
-from orthanc_harness import STABLE_AGE, OrthancServer, make_study, serving, wait_for
+from support.fake_models import write_fake_model
+from support.openapi_check import check_answer, load_spec
+from support.orthanc_harness import STABLE_AGE, OrthancServer, make_study, serving, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from dicom_tools import dciodvfy_errors
-from orthanc_harness import (
+from support.dicom_tools import dciodvfy_errors
+from support.orthanc_harness import (
     STABLE_AGE,
     OrthancServer,
     Study,

@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from orthanc_harness import ORTHANC_ENV, OrthancServer
+from support.orthanc_harness import ORTHANC_ENV, OrthancServer
 
 
 def upstream_version(debian_version: str) -> str:

@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
-import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,42 +14,16 @@ from typing import Any
 import numpy as np
 import pydicom
 import pytest
-from openapi_check import check_answer, load_spec
-from orthanc_harness import STABLE_AGE, OrthancServer, Study, make_study, wait_for
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from label_objects import ellipse, labelmap_seg, manual_seg, rtstruct  # noqa: E402
-
-
-def stow(orthanc: OrthancServer, ds: pydicom.Dataset) -> dict[str, Any]:
-    """STOW-RS to Orthanc's DICOMweb, as OHIF saves a segmentation."""
-    import io
-
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    boundary = uuid.uuid4().hex
-    body = (f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n").encode() + buf.getvalue() + (
-        f"\r\n--{boundary}--\r\n").encode()
-    req = urllib.request.Request(
-        orthanc.url + "/dicom-web/studies", data=body, method="POST",
-        headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
-                 "Accept": "application/dicom+json"},
-    )
-    with urllib.request.urlopen(req, timeout=30) as answer:
-        return dict(json.loads(answer.read()))
+from support.label_objects import ellipse, labelmap_seg, manual_seg, rtstruct
+from support.openapi_check import check_answer, load_spec
+from support.orthanc_harness import STABLE_AGE, OrthancServer, Study, make_study, wait_for
+from support.physician_labels import labels, stow
 
 
 def save(tmp: Path, name: str, ds: pydicom.Dataset) -> Path:
     path = tmp / f"{name}.dcm"
     ds.save_as(path, enforce_file_format=True)
     return path
-
-
-def labels(orthanc: OrthancServer, sid: str) -> list[dict[str, Any]]:
-    path = f"/scintiseg/studies/{sid}/labels"
-    data = orthanc.request("GET", path)
-    check_answer(load_spec(), "GET", path, 200, "application/json", data)
-    return list(json.loads(data)["labels"])
 
 
 def wait_labels(orthanc: OrthancServer, sid: str, n: int) -> list[dict[str, Any]]:

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from dicom_tools import dciodvfy_errors
-from openapi_check import check_answer, load_spec
-from orthanc_harness import STABLE_AGE, OrthancServer, Study, dciodvfy_path, make_study
+from support.dicom_tools import dciodvfy_errors
+from support.openapi_check import check_answer, load_spec
+from support.orthanc_harness import STABLE_AGE, OrthancServer, Study, dciodvfy_path, make_study
 
 from scintiseg.pipeline.preview import GLAND_RGB, png_to_rgb
 

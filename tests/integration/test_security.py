@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from orthanc_harness import STABLE_AGE, OrthancServer, make_study, missing_tools
+from support.orthanc_harness import STABLE_AGE, OrthancServer, make_study, missing_tools
 
 from scintiseg.api import routes as rest
 from scintiseg.app.config import strip_json_comments

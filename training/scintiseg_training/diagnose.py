@@ -40,6 +40,7 @@ from scipy import ndimage
 
 from scintiseg.models import postprocess
 from scintiseg.models.preprocess import Window, full_window, gland_window, logits_to_source, mask_to_window
+from scintiseg.models.registry import load_segmenter
 from scintiseg.models.runtime import LoadedModel, OnnxModel, Segmenter, stage_input
 
 from .evaluate import dice
@@ -111,7 +112,7 @@ def _gland_logits(seg: Segmenter, counts: np.ndarray, sp: float, tta: bool) -> n
 def diagnose(models: Path, seeds: list[int], threads: int = 2) -> dict[str, Any]:
     from scintiseg_phantoms.thyroid import generate_scan
 
-    seg = Segmenter.from_models_dir(models, providers=["CPUExecutionProvider"], threads=threads)
+    seg = load_segmenter(models, providers=["CPUExecutionProvider"], threads=threads)
     gmodel, nmodel = seg.model("gland"), seg.model("nodule")
     gsize, nsize = gmodel.card.stages[0].size, nmodel.card.stages[0].size
     gmin, nmin = _min_area(gmodel), _min_area(nmodel)

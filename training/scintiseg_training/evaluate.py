@@ -159,9 +159,9 @@ def _mirror(a: np.ndarray | None) -> np.ndarray | None:
 def run(
     models: Path, scans: list[TestScan], threads: int = 2, flips: bool = True
 ) -> tuple[list[CoupleResult], dict[str, float]]:
-    from scintiseg.models.runtime import Segmenter
+    from scintiseg.models.registry import load_segmenter
 
-    seg = Segmenter.from_models_dir(models, providers=("CPUExecutionProvider",), threads=threads)
+    seg = load_segmenter(models, providers=("CPUExecutionProvider",), threads=threads)
     results: list[CoupleResult] = []
     timings: dict[str, list[float]] = defaultdict(list)
     t0 = time.perf_counter()
@@ -458,12 +458,12 @@ def main(argv: list[str] | None = None) -> None:
         md.parent.mkdir(parents=True, exist_ok=True)
         md.write_text(markdown(reps, montages), encoding="utf-8")
     if args.update_cards:
-        from scintiseg.models.runtime import Segmenter
+        from scintiseg.models.registry import load_segmenter
 
         from .export import metrics_for, set_metrics
 
         # the folders of the models just evaluated (the ones the registry serves for each label)
-        served = Segmenter.from_models_dir(args.models, providers=("CPUExecutionProvider",))
+        served = load_segmenter(args.models, providers=("CPUExecutionProvider",))
         for task in ("gland", "nodule"):
             set_metrics(served.model(task).card.folder, metrics_for(task, rep))
     for family, r in reps.items():

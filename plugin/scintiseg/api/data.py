@@ -10,37 +10,39 @@
     POST /scintiseg/datasets/export       every labelled image as image-mask couples: a zip of
                                           an nnU-Net v2 raw dataset (scintiseg.intake.datasets)
 
-:mod:`scintiseg.api.routes` routes these paths here (:data:`rest._ROUTES`), so the answers go
-through its error boundary; documented in ``docs/openapi.yaml``. The backend is the
-:class:`scintiseg.app.backend.PluginBackend`; its ``labels`` is the
-:class:`~scintiseg.intake.labels.LabelIntake` (``None`` when the labels metadata is not
-declared: the routes then answer 503).
+Routed by the table of :mod:`scintiseg.api.routes`, so the answers go through its
+error boundary; documented in ``docs/openapi.yaml``. The backend's ``labels`` is
+the :class:`~scintiseg.intake.labels.LabelIntake` (``None`` when the labels
+metadata is not declared: the routes then answer 503).
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any, Protocol
 
-from scintiseg.api.routes import HttpError, Response, json_response, known_study
+from scintiseg.api.http import ZIP, HttpError, Response, json_response, known_study, parse_json_object
+from scintiseg.core.store import Gateway
+from scintiseg.intake.datasets import ExportOptions, export_zip
+from scintiseg.intake.labels import LabelIntake
 from scintiseg.pipeline.agreement import summarise
 
 __all__ = ["get_stats", "get_study_labels", "post_export"]
-
-ZIP = "application/zip"
 
 
 class DataBackend(Protocol):
     """What these routes need from the plugin backend."""
 
-    labels: Any  # LabelIntake | None
-    gateway: Any
+    @property
+    def labels(self) -> LabelIntake | None: ...
+
+    @property
+    def gateway(self) -> Gateway: ...
 
     def study_exists(self, study_id: str) -> bool: ...
 
 
-def _intake(backend: DataBackend) -> Any:
-    intake = getattr(backend, "labels", None)
+def _intake(backend: DataBackend) -> LabelIntake:
+    intake = backend.labels
     if intake is None:
         raise HttpError(503, "physician labels are not read: declare ScintiSeg.LabelsMetadata "
                              "(\"ScintiSegLabels\") in Orthanc's UserMetadata")
@@ -64,7 +66,7 @@ def label_view(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def get_study_labels(backend: DataBackend, study_id: str) -> Response:
-    known_study(backend, study_id)  # type: ignore[arg-type]  # it needs study_exists only
+    known_study(backend, study_id)
     objects = _intake(backend).records(study_id)["objects"]
     labels = [label_view({"sop_instance_uid": uid, **rec}) for uid, rec in objects.items()]
     labels.sort(key=lambda r: (str(r["received"]), str(r["sop_instance_uid"])))
@@ -95,14 +97,9 @@ def get_stats(backend: DataBackend) -> Response:
 
 def parse_export_body(body: bytes | None) -> dict[str, Any]:
     """Options of ``POST /scintiseg/datasets/export``; :class:`HttpError` 400 if malformed."""
-    if body is None or not body.strip():
-        return {}
-    try:
-        value = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise HttpError(400, f"the body must be JSON, e.g. {{\"flip\": true}} ({exc})") from exc
+    value = parse_json_object(body, '{"flip": true}')
     allowed = {"flip": bool, "test_fraction": float, "allow_identified": bool}
-    if not isinstance(value, dict) or set(value) - set(allowed):
+    if set(value) - set(allowed):
         raise HttpError(400, "the body must be a JSON object with only \"flip\", \"test_fraction\" and "
                              "\"allow_identified\"")
     for key in ("flip", "allow_identified"):
@@ -115,8 +112,6 @@ def parse_export_body(body: bytes | None) -> dict[str, Any]:
 
 
 def post_export(backend: DataBackend, body: bytes | None) -> Response:
-    from scintiseg.intake.datasets import ExportOptions, export_zip
-
     options = parse_export_body(body)
     intake = _intake(backend)
     data = export_zip(intake, backend.gateway, ExportOptions(

@@ -4,8 +4,9 @@
 :class:`~scintiseg.app.service.Service` (models, queue, failures) and the
 :class:`~scintiseg.core.store.Gateway` (studies, their recorded result, the NM
 and SEG files that the preview is drawn from). Like the rest of the package
-it does not import ``orthanc``: the entry script builds it with the
-:class:`~scintiseg.core.store.OrthancGateway`, the unit tests with a fake store.
+it does not import ``orthanc``: the assembly (:mod:`scintiseg.app.assembly`) builds
+it with the :class:`~scintiseg.orthanc.gateway.OrthancGateway`, the unit tests with a
+fake store.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from typing import Any
 import pydicom
 
 from scintiseg.app.service import Service
+from scintiseg.core.result import StudyResult
 from scintiseg.core.store import Gateway
+from scintiseg.intake.labels import LabelIntake
+from scintiseg.pipeline.preview import preview_from_seg, stack_pngs
 
 log = logging.getLogger(__name__)
 
@@ -25,17 +29,19 @@ log = logging.getLogger(__name__)
 class PluginBackend:
     """What the ``/scintiseg/`` routes read and do, on the service and the store."""
 
-    def __init__(self, service: Service, gateway: Gateway, colormap: str = "grey") -> None:
+    def __init__(
+        self, service: Service, gateway: Gateway, labels: LabelIntake | None = None, colormap: str = "grey"
+    ) -> None:
         self.service = service
         self.gateway = gateway
+        #: the physician labels' intake (:mod:`scintiseg.api.data`); ``None``: not read
+        self.labels = labels
         self.colormap = colormap
-        #: the physician labels (:class:`scintiseg.intake.labels.LabelIntake`), for scintiseg.api.data
-        self.labels: Any = None
 
     def study_exists(self, study_id: str) -> bool:
         return self.gateway.study_exists(study_id)
 
-    def get_study_result(self, study_id: str) -> dict[str, Any] | None:
+    def get_study_result(self, study_id: str) -> StudyResult | None:
         return self.gateway.study_metadata(study_id).result
 
     def render_preview(self, study_id: str) -> bytes | None:
@@ -44,21 +50,15 @@ class PluginBackend:
         Drawn from the stored NM image and its stored SEG, so it shows exactly
         what a viewer would overlay; ``None`` when no image has a SEG yet.
         """
-        from scintiseg.pipeline.preview import preview_from_seg, stack_pngs
-
-        result = self.get_study_result(study_id) or {}
-        entries = [
-            e
-            for e in (result.get("images") or {}).values()
-            if isinstance(e, dict) and e.get("status") == "done" and e.get("seg_instance_id")
-        ]
+        result = self.get_study_result(study_id)
+        entries = [e for e in result.done_images() if e.seg_instance_id] if result is not None else []
         numbered = {str(v["name"]) for v in self.label_info().values() if v.get("numbered")}
         pngs = []
-        for entry in sorted(entries, key=lambda e: str(e.get("source_instance_id"))):
-            source = pydicom.dcmread(io.BytesIO(self.gateway.instance_file(str(entry["source_instance_id"]))))
-            seg = pydicom.dcmread(io.BytesIO(self.gateway.instance_file(str(entry["seg_instance_id"]))))
-            flags = [str(f.get("code")) for f in entry.get("flags") or [] if isinstance(f, dict) and f.get("code")]
-            pngs.append(preview_from_seg(source, seg, colormap=self.colormap, numbered=numbered, flags=flags))
+        for entry in sorted(entries, key=lambda e: e.source_instance_id):
+            source = pydicom.dcmread(io.BytesIO(self.gateway.instance_file(entry.source_instance_id)))
+            seg = pydicom.dcmread(io.BytesIO(self.gateway.instance_file(str(entry.seg_instance_id))))
+            pngs.append(preview_from_seg(source, seg, colormap=self.colormap, numbered=numbered,
+                                         flags=entry.flag_codes()))
         return stack_pngs(pngs) if pngs else None
 
     def list_models(self) -> list[dict[str, Any]]:

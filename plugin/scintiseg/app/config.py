@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scintiseg.dicom.nm import NM_IMAGE_STORAGE, NM_IMAGE_STORAGE_RETIRED
 from scintiseg.intake.anonymize import ANONYMIZATION_DEFAULTS, AnonymizationConfig, parse_anonymization
 from scintiseg.models.rules import RuleError, compile_regex
+from scintiseg.work.selection import Selection
 
 SECTION = "ScintiSeg"
 
-NM_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.20"
-NM_IMAGE_STORAGE_RETIRED = "1.2.840.10008.5.1.4.1.1.5"
 
 #: The option names of the ``ScintiSeg`` section and their defaults.
 DEFAULTS: dict[str, Any] = {
@@ -92,24 +92,6 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class Selection:
-    """Which instances of a stable study are worth segmenting.
-
-    A study is looked at series by series: a series qualifies when its
-    Modality is in ``modalities`` and, if a rule is set, its Series
-    Description matches ``series_description`` (``re.search``). An instance
-    of a qualifying series qualifies when its SOP Class is in
-    ``sop_classes`` and, if a rule is set, the radiopharmaceutical text of
-    its header matches ``radiopharmaceutical``.
-    """
-
-    modalities: tuple[str, ...] = ("NM",)
-    sop_classes: tuple[str, ...] = (NM_IMAGE_STORAGE, NM_IMAGE_STORAGE_RETIRED)
-    series_description: re.Pattern[str] | None = None
-    radiopharmaceutical: re.Pattern[str] | None = None
-
-
-@dataclass(frozen=True)
 class Config:
     """The validated ``ScintiSeg`` section; field docs are in ``orthanc.json``."""
 
@@ -148,6 +130,9 @@ class Config:
     retry_backoff_s: float = 30.0
     #: libpq connection string of the cluster's work table; ``None``: work stays on this node
     cluster_database: str | None = None
+    #: ``cluster_database`` was read from Orthanc's ``PostgreSQL`` section (not ``ClusterDatabase``):
+    #: it holds only if Orthanc's index does run on the PostgreSQL plugin (asked at start-up)
+    cluster_database_from_index: bool = False
     #: how long a node holds a study without renewing its lease (another node then takes it)
     cluster_lease_s: float = 30.0
     #: this node's name in the cluster (``host:HttpPort`` by default)
@@ -470,9 +455,12 @@ def cluster_options(orthanc_config: Mapping[str, Any]) -> dict[str, Any]:
     """``ClusterDatabase`` (default: Orthanc's own PostgreSQL index), lease and node name.
 
     ``ClusterDatabase`` ``false`` keeps the work on each node even on a PostgreSQL index.
+    A database read from the ``PostgreSQL`` section is used only if Orthanc's index does run
+    on the PostgreSQL plugin (:func:`scintiseg.app.startup.make_worker` asks Orthanc).
     """
     section = orthanc_config.get(SECTION) or {}
     database = _option(section, "ClusterDatabase")
+    from_index = database is None
     if database is None:
         database = orthanc_postgresql_uri(orthanc_config)
     elif database is False:
@@ -489,4 +477,9 @@ def cluster_options(orthanc_config: Mapping[str, Any]) -> dict[str, Any]:
         node = f"{socket.gethostname()}:{orthanc_config.get('HttpPort', 8042)}"
     if not isinstance(node, str) or not re.fullmatch(r"[A-Za-z0-9_.:@-]{1,63}", node):
         raise ConfigError(f"{SECTION}.ClusterNodeName must be 1 to 63 of A-Z a-z 0-9 _ . : @ -, got {node!r}")
-    return {"cluster_database": database, "cluster_lease_s": float(lease), "cluster_node": node}
+    return {
+        "cluster_database": database,
+        "cluster_database_from_index": from_index and database is not None,
+        "cluster_lease_s": float(lease),
+        "cluster_node": node,
+    }

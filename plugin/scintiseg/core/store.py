@@ -18,9 +18,10 @@ with ``raise ... from exc``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from scintiseg.core.result import StudyResult
 
 #: Statuses of a store that mean the instance is in it (Orthanc's ``POST /instances`` words).
 STORED = ("Success", "AlreadyStored")
@@ -62,7 +63,7 @@ class StudyMetadata:
     value recorded in the result tells whether the study changed since.
     """
 
-    result: dict[str, Any] | None
+    result: StudyResult | None
     last_update: str
 
 
@@ -77,6 +78,10 @@ class StoredInstance:
 
 class Gateway(Protocol):
     """The DICOM store as the study jobs see it."""
+
+    def database_plugin(self) -> str | None:
+        """The plugin Orthanc's index runs on (e.g. ``postgresql-index``), ``None`` on its built-in SQLite."""
+        ...
 
     def study_exists(self, study_id: str) -> bool:
         """Whether the store holds the study."""
@@ -106,7 +111,7 @@ class Gateway(Protocol):
         """The study's recorded result (``None`` if none or unreadable) and last update."""
         ...
 
-    def write_result(self, study_id: str, result: dict[str, Any]) -> None:
+    def write_result(self, study_id: str, result: StudyResult) -> None:
         """Record the study's result (replacing the previous one)."""
         ...
 
@@ -147,13 +152,6 @@ class Gateway(Protocol):
         """Set a user metadata text of the study."""
         ...
 
-
-def parse_result(text: str | None) -> dict[str, Any] | None:
-    """A stored result text as a dict; ``None`` when absent or not a JSON object."""
-    if not text:
-        return None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else None
+    def delete_study_metadata(self, study_id: str, name: str) -> None:
+        """Remove a user metadata of the study; nothing when it (or the study) is gone."""
+        ...

@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+from scintiseg.core.result import Status, StudyResult
 from scintiseg.core.store import Gateway, GatewayError, NotFoundError
 from scintiseg.core.uids import deterministic_uid
 
@@ -255,7 +256,7 @@ class Anonymizer:
     """
 
     def __init__(self, config: AnonymizationConfig, gateway: Gateway, result_writer: Callable[
-            [str, dict[str, Any]], None] | None = None) -> None:
+            [str, StudyResult], None] | None = None) -> None:
         if not config.enabled or not config.secret:
             raise ValueError("the anonymizer needs an enabled configuration with a secret")
         self.config = config
@@ -286,10 +287,10 @@ class Anonymizer:
     def _copy(self, study_id: str, should_stop: StopFlag) -> Outcome:
         if self.config.keep_original:
             meta = self.gateway.study_metadata(study_id)
-            kept = meta.result or {}
-            if kept.get("pseudonymized_study") and kept.get("study_last_update") == meta.last_update:
+            kept = meta.result
+            if kept is not None and kept.pseudonymized_study and kept.study_last_update == meta.last_update:
                 # a kept original, unchanged since it was copied: nothing to do (start-up scans)
-                return Outcome(study_id, str(kept["pseudonymized_study"]), 0, 0, True)
+                return Outcome(study_id, kept.pseudonymized_study, 0, 0, True)
         originals = [iid for s in self.gateway.study_series(study_id) for iid in s.instance_ids]
         copies: dict[str, str] = {}
         target: str | None = None
@@ -326,19 +327,15 @@ class Anonymizer:
         return Outcome(study_id, target, len(copies), deleted, True)
 
 
-def kept_original_result(pseudonymized_study: str, last_update: str = "") -> dict[str, Any]:
+def kept_original_result(pseudonymized_study: str, last_update: str = "") -> StudyResult:
     """The result recorded on an original kept beside its pseudonymized copy.
 
     ``study_last_update`` lets a later run see that the original has not changed since.
     """
-    return {
-        "study_last_update": last_update,
-        "schema": 1,
-        "status": "skipped",
-        "reason": f"original of the pseudonymized study {pseudonymized_study}: the copy is the one processed",
-        "pseudonymized_study": pseudonymized_study,
-        "models": [],
-        "images": {},
-        "seg_instance_ids": [],
-        "timings_ms": {},
-    }
+    return StudyResult(
+        status=Status.SKIPPED,
+        reason=f"original of the pseudonymized study {pseudonymized_study}: the copy is the one processed",
+        schema=1,
+        study_last_update=last_update,
+        pseudonymized_study=pseudonymized_study,
+    )

@@ -31,13 +31,14 @@ import io
 import json
 import logging
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pydicom
 from pydicom import Dataset
 
+from scintiseg.core.clock import now_iso
+from scintiseg.core.result import ImageEntry, StudyResult
 from scintiseg.core.store import Gateway, InstanceInfo, NotFoundError
 from scintiseg.dicom.labels import REFUSALS, ImageLabels, LabelRefused, label_kind, provenance, read_label_object
 from scintiseg.dicom.seg.content import LABELS
@@ -50,12 +51,6 @@ SCHEMA = 1
 LABEL_MODALITIES = ("SEG", "RTSTRUCT")
 #: Algorithm names of ScintiSeg's own SEGs (model card names).
 OWN_ALGORITHM_PREFIX = "scintiseg-"
-
-
-def now_iso() -> str:
-    """UTC time to the second, e.g. ``2026-01-02T03:04:05Z``."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
 
 
 def ai_masks(seg: Dataset, header: Dataset) -> dict[str, np.ndarray]:
@@ -119,7 +114,7 @@ class LabelIntake:
             since += len(ids)
 
     # -- the step --------------------------------------------------------------------------
-    def step(self, study_id: str, result: dict[str, Any] | None, should_stop: Callable[[], bool]) -> None:
+    def step(self, study_id: str, result: StudyResult | None, should_stop: Callable[[], bool]) -> None:
         """Worker step after the study job; never raises."""
         try:
             self.run(study_id, result, should_stop)
@@ -129,12 +124,12 @@ class LabelIntake:
             log.exception("study %s: reading the physician labels failed", study_id)
 
     def run(
-        self, study_id: str, result: dict[str, Any] | None, should_stop: Callable[[], bool] = lambda: False
+        self, study_id: str, result: StudyResult | None, should_stop: Callable[[], bool] = lambda: False
     ) -> dict[str, Any]:
         store = self.records(study_id)
         objects: dict[str, Any] = store["objects"]
         before = json.dumps(objects, sort_keys=True)
-        own = {str(i) for i in (result or {}).get("seg_instance_ids") or []}
+        own = set(result.seg_instance_ids) if result is not None else set()
         seen: set[str] = set()
         for series in self.gateway.study_series(study_id):
             if series.modality not in LABEL_MODALITIES:
@@ -201,34 +196,33 @@ class LabelIntake:
                 "labels": [label.summary() for label in image.labels],
             }
             ai = self._ai_result(entry)
-            entry["models_at_label_time"] = list(ai[0].get("models") or []) if ai else None
+            entry["models_at_label_time"] = list(ai[0].models) if ai else None
             entry["agreement"] = self._agreement(entry, image, header, ai)
             entries.append(entry)
         unmapped = sorted({lab["name"] for e in entries for lab in e["labels"] if lab["maps_to"] is None})
         return {**base, "status": "accepted", "code": None, "reason": "", "images": entries, "unmapped": unmapped}
 
     # -- agreement -------------------------------------------------------------------------
-    def _ai_result(self, entry: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    def _ai_result(self, entry: dict[str, Any]) -> tuple[StudyResult, ImageEntry] | None:
         """(study result, image entry) of ScintiSeg's result for the label's source image."""
         result = self.gateway.study_metadata(str(entry["source_study"])).result
-        if not result:
+        if result is None:
             return None
-        image = (result.get("images") or {}).get(entry["source_sop_instance_uid"])
-        if not isinstance(image, dict) or image.get("status") != "done" or not image.get("seg_instance_id"):
+        image = result.images.get(str(entry["source_sop_instance_uid"]))
+        if image is None or not image.done or not image.seg_instance_id:
             return None
         return result, image
 
     def _agreement(
         self, entry: dict[str, Any], image: ImageLabels, header: Dataset,
-        ai: tuple[dict[str, Any], dict[str, Any]] | None,
+        ai: tuple[StudyResult, ImageEntry] | None,
     ) -> dict[str, Any] | None:
         if ai is None:
             return None
         result, ai_image = ai
-        seg = _read(self.gateway.instance_file(str(ai_image["seg_instance_id"])))
+        seg = _read(self.gateway.instance_file(str(ai_image.seg_instance_id)))
         figures = compare(image.model_masks(), ai_masks(seg, header))
-        return {"models": list(result.get("models") or []), "ai_seg_instance_id": ai_image["seg_instance_id"],
-                **figures}
+        return {"models": list(result.models), "ai_seg_instance_id": ai_image.seg_instance_id, **figures}
 
     def _refresh_agreement(self, record: dict[str, Any]) -> None:
         """Compute the agreement again where the source's result (or its models) changed."""
@@ -236,8 +230,8 @@ class LabelIntake:
         for entry in record.get("images") or []:
             ai = self._ai_result(entry)
             current = entry.get("agreement")
-            if ai is not None and (current is None or current.get("models") != list(ai[0].get("models") or [])
-                                   or current.get("ai_seg_instance_id") != ai[1].get("seg_instance_id")):
+            if ai is not None and (current is None or current.get("models") != ai[0].models
+                                   or current.get("ai_seg_instance_id") != ai[1].seg_instance_id):
                 stale.append((entry, ai))
         if not stale:
             return

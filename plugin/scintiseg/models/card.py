@@ -56,7 +56,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scintiseg.dicom.seg.content import LABELS
 from scintiseg.models import rules, steps
+from scintiseg.models.measurements import KINDS  # the table lives with the measurements themselves
 
 SCHEMA = 2
 CARD_FILE = "card.json"
@@ -267,8 +269,6 @@ def _stage(raw: Any, folder: Path, where: str, verify_sha256: bool) -> Stage:
 
 
 def _measurement(raw: Any, keys: tuple[str, ...], where: str) -> Measurement:
-    from scintiseg.models.measurements import KINDS  # the table lives with the measurements themselves
-
     if not isinstance(raw, dict):
         raise ModelCardError(f"{where}: a measurement is a JSON object")
     kind = _get(raw, "kind", str, where)
@@ -461,8 +461,6 @@ def task_card(
     window of the first's result. Training's export and the test stand-ins write
     their cards with this, so both stay the schema the plugin reads.
     """
-    from scintiseg.dicom.seg.content import LABELS
-
     spec = V1_TASKS[task]
     minimum = float(min_component_mm2 if min_component_mm2 is not None else (20.0 if task == "gland" else 10.0))
     post: dict[str, Any] = {"step": spec["post"], "min_component_mm2": minimum}

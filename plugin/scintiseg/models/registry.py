@@ -46,6 +46,14 @@ from typing import Any
 from scintiseg.models.card import CARD_FILE, ModelCard, ModelCardError, load_card, read_card_json, version_key
 from scintiseg.models.guard import ModelFilesError, confined_folder
 from scintiseg.models.rules import ImageFacts
+from scintiseg.models.runtime import (
+    DEFAULT_PROVIDERS,
+    InferenceError,
+    LoadedModel,
+    Segmenter,
+    choose_providers,
+    dependency_order,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +68,6 @@ Loader = Callable[[ModelCard], Any]
 
 def onnx_loader(providers: Sequence[str], threads: int = 0) -> Loader:
     """The real loader: ONNX Runtime sessions on the first available of ``providers``."""
-    from scintiseg.models.runtime import LoadedModel, choose_providers
-
     chosen = choose_providers(providers)
     return lambda card: LoadedModel.load(card, chosen, threads)
 
@@ -197,8 +203,6 @@ class ModelSet:
         sop_class_uid: str | None = None,
     ) -> Plan:
         """The models for one image (``None`` facts: every header condition passes)."""
-        from scintiseg.models.runtime import dependency_order
-
         why: list[str] = []
 
         def applies(e: ModelEntry) -> bool:
@@ -487,3 +491,21 @@ class Registry:
                     self.reload()
             except Exception:  # the poller's error boundary: keep the last snapshot, try again
                 log.exception("model registry scan failed")
+
+
+def load_segmenter(models_dir: Path, providers: Sequence[str] = DEFAULT_PROVIDERS, threads: int = 0) -> Segmenter:
+    """A :class:`~scintiseg.models.runtime.Segmenter` on the active models of a models folder.
+
+    Without an image to choose by, each label goes to its highest-priority model.
+    """
+    registry = Registry(Path(models_dir), onnx_loader(providers, threads))
+    plan = registry.current.plan(None)
+    if not plan.models:
+        raise InferenceError(f"no usable model in {models_dir}: {plan.why_not}")
+    seg = Segmenter(plan.models, plan.owners)
+    log.info(
+        "ScintiSeg models loaded: %s; execution providers in use: %s",
+        ", ".join(seg.model_idents),
+        ", ".join(seg.providers),
+    )
+    return seg

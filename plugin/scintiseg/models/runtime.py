@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -290,28 +289,6 @@ class Segmenter:
         self.models = dependency_order(models)
         own = {k: m.ident for m in self.models for k in m.card.label_keys}
         self.owners = dict(owners) if owners is not None else own
-
-    @classmethod
-    def from_models_dir(
-        cls, models_dir: Path, providers: Sequence[str] = DEFAULT_PROVIDERS, threads: int = 0
-    ) -> Segmenter:
-        """The active models of a models folder (:mod:`scintiseg.models.registry`), one per label.
-
-        Without an image to choose by, each label goes to its highest-priority model.
-        """
-        from scintiseg.models.registry import Registry, onnx_loader
-
-        registry = Registry(Path(models_dir), onnx_loader(providers, threads))
-        plan = registry.current.plan(None)
-        if not plan.models:
-            raise InferenceError(f"no usable model in {models_dir}: {plan.why_not}")
-        seg = cls(plan.models, plan.owners)
-        log.info(
-            "ScintiSeg models loaded: %s; execution providers in use: %s",
-            ", ".join(seg.model_idents),
-            ", ".join(seg.providers),
-        )
-        return seg
 
     @property
     def providers(self) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from scintiseg.core.result import StudyResult
 from scintiseg.core.store import (
     STORED,
     GatewayError,
@@ -20,7 +21,6 @@ from scintiseg.core.store import (
     SeriesInfo,
     StoredInstance,
     StudyMetadata,
-    parse_result,
 )
 
 #: Orthanc error code "Accessing an inexistent item" / "Unknown resource".
@@ -118,27 +118,20 @@ class OrthancGateway:
         # name, does not make Orthanc log an error for studies without a result.
         meta = self._get_json(f"/studies/{study_id}/metadata?expand")
         return StudyMetadata(
-            result=parse_result(meta.get(self.metadata_name)),
+            result=StudyResult.from_json(meta.get(self.metadata_name)),
             last_update=str(meta.get("LastUpdate", "")),
         )
 
-    # -- other study metadata (the work records of scintiseg.work.workstate) ---------------------
-    def get_study_metadata(self, study_id: str, name: str) -> str | None:
-        value = self._get_json(f"/studies/{study_id}/metadata?expand").get(name)
-        return None if value is None else str(value)
-
-    def put_study_metadata(self, study_id: str, name: str, value: str) -> None:
-        self._call("RestApiPut", f"/studies/{study_id}/metadata/{name}", value.encode("utf-8"))
-
-    def delete_study_metadata(self, study_id: str, name: str) -> None:
-        try:
-            self._call("RestApiDelete", f"/studies/{study_id}/metadata/{name}")
-        except NotFoundError:
-            pass  # the study (and its metadata) is gone already
-
-    def write_result(self, study_id: str, result: dict[str, Any]) -> None:
-        body = json.dumps(result, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    def write_result(self, study_id: str, result: StudyResult) -> None:
+        body = result.to_json().encode("utf-8")
         self._call("RestApiPut", f"/studies/{study_id}/metadata/{self.metadata_name}", body)
+
+    def database_plugin(self) -> str | None:
+        # /system names the index's plugin file (null on SQLite); /plugins gives its id
+        if not self._get_json("/system").get("DatabaseBackendPlugin"):
+            return None
+        ids = [str(p) for p in self._get_json("/plugins") if str(p).endswith("-index")]
+        return ids[0] if ids else "unknown-index"
 
     def count_studies(self) -> int:
         return int(self._get_json("/statistics").get("CountStudies", 0))
@@ -171,3 +164,9 @@ class OrthancGateway:
 
     def write_study_metadata(self, study_id: str, name: str, text: str) -> None:
         self._call("RestApiPut", f"/studies/{study_id}/metadata/{name}", text.encode("utf-8"))
+
+    def delete_study_metadata(self, study_id: str, name: str) -> None:
+        try:
+            self._call("RestApiDelete", f"/studies/{study_id}/metadata/{name}")
+        except NotFoundError:
+            pass  # the study (and its metadata) is gone already

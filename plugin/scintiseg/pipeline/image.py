@@ -28,9 +28,10 @@ from scintiseg.dicom.nm import SkippedImageError, nm_frames, pixel_spacing_mm
 from scintiseg.dicom.seg import SegmentSpec, build_seg, deterministic_uid
 from scintiseg.models.card import Label
 from scintiseg.models.measurements import measure_frame
-from scintiseg.models.registry import ModelSet, Plan
+from scintiseg.models.registry import ModelSet, Plan, Registry, onnx_loader
 from scintiseg.models.rules import ImageFacts
 from scintiseg.models.runtime import DEFAULT_PROVIDERS, Segmenter
+from scintiseg.pipeline.preview import Layer, preview_secondary_capture, render_preview_rgb
 from scintiseg.pipeline.quality import check_counts, frame_flags, image_flags
 from scintiseg.pipeline.shadow import AgreementLog, compare
 
@@ -134,8 +135,6 @@ class Pipeline:
         cls, models_dir: Path, providers: Any = DEFAULT_PROVIDERS, threads: int = 0,
         options: OutputOptions | None = None,
     ) -> Pipeline:
-        from scintiseg.models.registry import Registry, onnx_loader
-
         return cls(Registry(Path(models_dir), onnx_loader(providers, threads)).current, options)
 
     @property
@@ -280,8 +279,6 @@ class Pipeline:
         Deterministic like the SEG: its UIDs derive from the source UIDs and
         the model identities, so a re-run stores the same instance again.
         """
-        from scintiseg.pipeline.preview import Layer, preview_secondary_capture, render_preview_rgb
-
         if not result.masks:
             raise ValueError("the result carries no masks to draw")
         models = result.models

@@ -1,8 +1,8 @@
 """Several Orthanc nodes, one PostgreSQL: the study jobs taken from a shared work table.
 
-:class:`ClusterWorker` has the interface of :class:`scintiseg.work.worker.Worker`
-(``submit``, ``start``, ``stop``, ``should_stop``, ``wait_idle``, ``stats``)
-but its queue is the ``scintiseg_work`` table of :mod:`scintiseg.work.pgwork` in
+:class:`ClusterWorker` implements :class:`scintiseg.work.worker.StudyWorker`,
+as the local :class:`scintiseg.work.worker.Worker` does, but its queue is the
+``scintiseg_work`` table of :mod:`scintiseg.work.pgwork` in
 the database of Orthanc's own PostgreSQL index, so that any node with an idle
 thread takes a study whatever node received it. Rules:
 
@@ -48,9 +48,11 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from scintiseg.core.store import Gateway
+from scintiseg.core.result import StudyResult
+from scintiseg.core.store import Gateway, InstanceInfo, SeriesInfo, StoredInstance, StudyMetadata
 from scintiseg.work.jobs import Interrupted
 from scintiseg.work.pgwork import CHANNEL, Claim, WorkQueue, WorkQueueError
+from scintiseg.work.threads import ThreadGroup
 from scintiseg.work.worker import Handler, JobOptions
 from scintiseg.work.workstate import FAILED as GAVE_UP
 from scintiseg.work.workstate import QUEUED, WorkItem
@@ -83,6 +85,7 @@ class ClusterWorker:
         poll_s: float = POLL_S,
         queue_factory: Callable[[str, str, float], WorkQueue] = WorkQueue,
         stable_age_s: float = 60.0,
+        on_node_lost: Callable[[list[str]], object] | None = None,
     ) -> None:
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
@@ -106,7 +109,7 @@ class ClusterWorker:
         self._claims: dict[str, Claim] = {}  # study id -> this node's claim
         self._lost: set[str] = set()
         self._claims_lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
+        self._threads = ThreadGroup("scintiseg-cluster")
         self._local = threading.local()
         self._control = queue_factory(uri, node, self.lease_s)  # coordinator's connection
         self._reader = queue_factory(uri, node, self.lease_s)  # REST snapshots
@@ -117,7 +120,7 @@ class ClusterWorker:
         self.waiting_seen = 0
         self.last_error: str | None = None
         #: told the names of lost nodes this node must rescan for (the service runs its scan)
-        self.on_node_lost: Callable[[list[str]], object] | None = None
+        self.on_node_lost = on_node_lost
 
     # -- producer side (the change callback): no I/O ----------------------------------------
     def submit(
@@ -153,15 +156,12 @@ class ClusterWorker:
             log.info("cluster: %d study(ies) held by this node's previous run are claimable again", released)
 
     def start(self) -> None:
-        if self._threads:
+        if self._threads.started:
             raise RuntimeError("worker already started")
         self._heartbeat()
-        names = [("coordinator", self._coordinate), ("listener", self._listen)]
+        names: list[tuple[str, Callable[[], object]]] = [("coordinator", self._coordinate), ("listener", self._listen)]
         names += [(f"worker-{i}", self._loop) for i in range(self.n_threads)]
-        for name, target in names:
-            t = threading.Thread(target=target, name=f"scintiseg-cluster-{name}", daemon=True)
-            self._threads.append(t)
-            t.start()
+        self._threads.start(names)
 
     def should_stop(self) -> bool:
         return self._stop.is_set()
@@ -172,16 +172,11 @@ class ClusterWorker:
         self._wake_coordinator.set()
         with self._work:
             self._work.notify_all()
-        deadline = time.monotonic() + timeout
-        for t in self._threads:
-            t.join(max(0.0, deadline - time.monotonic()))
-        alive = [t.name for t in self._threads if t.is_alive()]
-        if alive:
-            log.warning("cluster thread(s) still busy after %.0f s: %s", timeout, ", ".join(alive))
+        ended = self._threads.join(timeout)
         self._flush()  # what arrived while stopping is not lost
         self._control.close()
         self._reader.close()
-        return not alive
+        return ended
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until nothing waits in the cluster and this node runs nothing (tests, benchmarks)."""
@@ -376,8 +371,8 @@ class ClusterWorker:
                 self._lost.discard(sid)
 
     def _finish(self, q: WorkQueue, claim: Claim, result: object) -> None:
-        status = str(result.get("status")) if isinstance(result, dict) else "gone"
-        reason = str(result.get("reason") or "") if isinstance(result, dict) else "no result recorded"
+        status = str(result.status) if isinstance(result, StudyResult) else "gone"
+        reason = result.reason if isinstance(result, StudyResult) else "no result recorded"
         decision: tuple[str, float | None] | None = getattr(self._local, "decision", None)
         self._local.decision = None
         if claim.study_id in self._lost:
@@ -433,6 +428,21 @@ class ClusterWorker:
             q.close()
 
     # -- introspection --------------------------------------------------------------------------
+    def shared_queue(self) -> dict[str, Any] | None:
+        """``GET /scintiseg/queue`` of the cluster: the work table, the same on every node."""
+        return queue_view(self.snapshot(), self.node)
+
+    def cluster_status(self) -> dict[str, Any] | None:
+        """The cluster beside this node's own counts: nodes, who runs what, what waits, counts."""
+        view = queue_view(self.snapshot(), self.node)
+        return {
+            **view["cluster"],
+            "lease_s": self.lease_s,
+            "takeovers_by_this_node": self.takeovers,
+            "failed": len(view["failed"]),
+            "error": self.last_error,
+        }
+
     def snapshot(self) -> dict[str, Any]:
         """The cluster's work table as ``GET /scintiseg/queue`` and ``/status`` show it."""
         now = time.monotonic()
@@ -447,20 +457,71 @@ class ClusterWorker:
 class FencedGateway:
     """A :class:`~scintiseg.core.store.Gateway` whose result writes go through the work table's fence.
 
-    Everything else is the inner gateway's (delegated by name, so the gateway's
-    interface may grow without this class following it).
+    Every other call is the inner gateway's; mypy checks this class against the
+    :class:`~scintiseg.core.store.Gateway` protocol, so a method added there must be added here.
     """
 
     def __init__(self, inner: Gateway, worker: ClusterWorker) -> None:
         self.inner = inner
         self.worker = worker
 
-    def write_result(self, study_id: str, result: dict[str, Any]) -> None:
+    def write_result(self, study_id: str, result: StudyResult) -> None:
         with self.worker.fenced(study_id):
             self.inner.write_result(study_id, result)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+    def study_exists(self, study_id: str) -> bool:
+        return self.inner.study_exists(study_id)
+
+    def study_series(self, study_id: str) -> list[SeriesInfo]:
+        return self.inner.study_series(study_id)
+
+    def instance_study(self, instance_id: str) -> str:
+        return self.inner.instance_study(instance_id)
+
+    def series_instances(self, series_id: str) -> list[InstanceInfo]:
+        return self.inner.series_instances(series_id)
+
+    def instance_file(self, instance_id: str) -> bytes:
+        return self.inner.instance_file(instance_id)
+
+    def store_instance(self, data: bytes) -> StoredInstance:
+        return self.inner.store_instance(data)
+
+    def study_metadata(self, study_id: str) -> StudyMetadata:
+        return self.inner.study_metadata(study_id)
+
+    def count_studies(self) -> int:
+        return self.inner.count_studies()
+
+    def list_studies(self, since: int, limit: int) -> list[str]:
+        return self.inner.list_studies(since, limit)
+
+    def study_tags(self, study_id: str) -> dict[str, str]:
+        return self.inner.study_tags(study_id)
+
+    def instance_tags(self, instance_id: str) -> dict[str, Any]:
+        return self.inner.instance_tags(instance_id)
+
+    def anonymize_instance(self, instance_id: str, request: dict[str, Any]) -> bytes:
+        return self.inner.anonymize_instance(instance_id, request)
+
+    def delete_instance(self, instance_id: str) -> None:
+        self.inner.delete_instance(instance_id)
+
+    def lookup_instance(self, sop_instance_uid: str) -> str | None:
+        return self.inner.lookup_instance(sop_instance_uid)
+
+    def read_study_metadata(self, study_id: str, name: str) -> str | None:
+        return self.inner.read_study_metadata(study_id, name)
+
+    def write_study_metadata(self, study_id: str, name: str, text: str) -> None:
+        self.inner.write_study_metadata(study_id, name, text)
+
+    def delete_study_metadata(self, study_id: str, name: str) -> None:
+        self.inner.delete_study_metadata(study_id, name)
+
+    def database_plugin(self) -> str | None:
+        return self.inner.database_plugin()
 
 
 def queue_view(snap: dict[str, Any], node: str) -> dict[str, Any]:

@@ -28,13 +28,8 @@ the caller. Each image has its own boundary inside it, so one bad image does
 not cost the others. Logs name studies and instances by Orthanc id only,
 never by patient name or ID.
 
-Result statuses (:data:`STATUSES`):
-
-``processing``  a worker is on it;
-``pending``     images remain (the job was interrupted by Orthanc stopping);
-``done``        every accepted image has a SEG (some may be skipped);
-``failed``      at least one image (or the job) failed, ``reason`` says why;
-``skipped``     nothing in the study to segment, ``reason`` says why.
+The result is a :class:`scintiseg.core.result.StudyResult`; its statuses are
+:class:`scintiseg.core.result.Status`.
 
 A ``failed`` result says whether trying again may help (``retriable``): true
 when an image or the job failed for a reason outside the image (an internal
@@ -50,26 +45,20 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import pydicom
 from pydicom.errors import InvalidDicomError
 
 from scintiseg import __version__
-from scintiseg.app.config import Selection
+from scintiseg.core.clock import now_iso
+from scintiseg.core.result import RESULT_SCHEMA, ImageEntry, Status, StudyResult
 from scintiseg.core.store import Gateway, InstanceInfo, NotFoundError, SeriesInfo
 from scintiseg.dicom.nm import SkippedImageError, UnreadableImageError
 from scintiseg.pipeline.image import ModelUnavailable
+from scintiseg.work.selection import Selection, radiopharmaceutical_text
 
 log = logging.getLogger(__name__)
-
-#: 2: frames keyed by label (``{"frame", "labels": {key: {...}}}``), models per image
-RESULT_SCHEMA = 2
-PENDING, PROCESSING, DONE, FAILED, SKIPPED = "pending", "processing", "done", "failed", "skipped"
-STATUSES = (PENDING, PROCESSING, DONE, FAILED, SKIPPED)
-#: Results in these states mean work is left: the start-up scan queues their studies again.
-UNFINISHED = (PENDING, PROCESSING)
 
 StopFlag = Callable[[], bool]
 
@@ -123,27 +112,8 @@ class Processor(Protocol):
         ...
 
 
-def now_iso(epoch: float | None = None) -> str:
-    """UTC time with milliseconds, e.g. ``2026-01-02T03:04:05.678Z``."""
-    t = datetime.now(UTC) if epoch is None else datetime.fromtimestamp(epoch, UTC)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
-
-
-def radiopharmaceutical_text(ds: pydicom.Dataset) -> str:
-    """The radiopharmaceutical and radionuclide names of an NM header, joined."""
-    parts: list[str] = []
-    for item in ds.get("RadiopharmaceuticalInformationSequence", None) or []:
-        if item.get("Radiopharmaceutical"):
-            parts.append(str(item.Radiopharmaceutical))
-        for keyword in ("RadiopharmaceuticalCodeSequence", "RadionuclideCodeSequence"):
-            for code in item.get(keyword, None) or []:
-                if code.get("CodeMeaning"):
-                    parts.append(str(code.CodeMeaning))
-    return " | ".join(parts)
-
-
 def needs_work(
-    result: dict[str, Any] | None,
+    result: StudyResult | None,
     last_update: str,
     outdated: Callable[[Sequence[str]], Sequence[str]] | None = None,
 ) -> bool:
@@ -155,36 +125,28 @@ def needs_work(
     (``ReprocessOnUpgrade``): then a study made by a version that is no longer
     the active one of its name is queued too.
     """
-    if result is None:
+    if result is None or result.unfinished:
         return True
-    if result.get("status") in UNFINISHED:
+    if outdated is not None and outdated(result.models):
         return True
-    if outdated is not None and outdated([str(m) for m in result.get("models") or []]):
-        return True
-    return bool(last_update) and result.get("study_last_update") != last_update
+    return bool(last_update) and result.study_last_update != last_update
 
 
-def entry_models(entry: dict[str, Any], result_models: Sequence[str]) -> list[str]:
-    """The models that made an image entry (results of schema 1 recorded them per study only)."""
-    models = entry.get("models")
-    return [str(m) for m in models] if isinstance(models, list) else [str(m) for m in result_models]
-
-
-def study_status(images: dict[str, dict[str, Any]]) -> tuple[str, str]:
+def study_status(images: dict[str, ImageEntry]) -> tuple[Status, str]:
     """Study (status, reason) from its per-image entries."""
-    failed = [e for e in images.values() if e.get("status") == FAILED]
-    done = [e for e in images.values() if e.get("status") == DONE]
-    skipped = [e for e in images.values() if e.get("status") == SKIPPED]
+    failed = [e for e in images.values() if e.status is Status.FAILED]
+    done = [e for e in images.values() if e.status is Status.DONE]
+    skipped = [e for e in images.values() if e.status is Status.SKIPPED]
     if failed:
-        return FAILED, f"{len(failed)} of {len(images)} image(s) failed: {failed[0].get('reason')}"
+        return Status.FAILED, f"{len(failed)} of {len(images)} image(s) failed: {failed[0].reason}"
     if done:
         reason = f"{len(done)} image(s) segmented"
         if skipped:
-            reason += f", {len(skipped)} skipped ({skipped[0].get('reason')})"
-        return DONE, reason
+            reason += f", {len(skipped)} skipped ({skipped[0].reason})"
+        return Status.DONE, reason
     if skipped:
-        return SKIPPED, f"all {len(skipped)} image(s) skipped: {skipped[0].get('reason')}"
-    return SKIPPED, "no image to segment"
+        return Status.SKIPPED, f"all {len(skipped)} image(s) skipped: {skipped[0].reason}"
+    return Status.SKIPPED, "no image to segment"
 
 
 def _ms(t0: float) -> float:
@@ -209,6 +171,7 @@ class StudyJobs:
         store_preview: bool = False,
         reprocess_on_upgrade: bool = False,
         delete_superseded_seg: bool = False,
+        on_stored: Callable[[str], object] | None = None,
     ) -> None:
         self.gateway = gateway
         self.pipelines = pipelines
@@ -221,9 +184,7 @@ class StudyJobs:
         #: delete an image's previous SEG (and preview) once the new version's is stored
         self.delete_superseded_seg = delete_superseded_seg
         #: told the id of every instance the jobs store (SEG, preview), e.g. to ignore its arrival
-        self.on_stored: Callable[[str], object] | None = None
-        #: called before the first image of a job (e.g. the model files check); raising fails the job
-        self.precheck: Callable[[], object] | None = None
+        self.on_stored = on_stored
         #: how many images went through the pipeline (models) since start-up
         self.pipeline_runs = 0
         self._count_lock = threading.Lock()
@@ -241,7 +202,7 @@ class StudyJobs:
         retry_failed: bool = False,
         force: bool = False,
         upgrade: bool = False,
-    ) -> dict[str, Any] | None:
+    ) -> StudyResult | None:
         """Process one study; never raises. Returns the recorded result (``None`` if none).
 
         ``retry_failed`` segments again the images whose last run failed, ``force``
@@ -253,25 +214,27 @@ class StudyJobs:
             return self._run(state, should_stop, retry_failed, force, upgrade or self.reprocess_on_upgrade)
         except Interrupted:
             log.warning("study %s: interrupted, left pending", study_id)
-            return self._record_quietly(state, PENDING, "interrupted by Orthanc stopping; resumes at the next start")
+            return self._record_quietly(
+                state, Status.PENDING, "interrupted by Orthanc stopping; resumes at the next start"
+            )
         except NotFoundError as exc:
             log.warning("study %s: no longer in Orthanc, nothing recorded (%s)", study_id, exc)
             return None
         except ModelUnavailable as exc:
             log.warning("study %s: %s", study_id, exc)
             state.transient = True
-            return self._record_quietly(state, FAILED, str(exc))
+            return self._record_quietly(state, Status.FAILED, str(exc))
         except Exception as exc:  # the job's error boundary: log, record, keep Orthanc serving
             if should_stop():
                 log.warning("study %s: %s while Orthanc is stopping; left pending", study_id, exc)
                 return self._record_quietly(
-                    state, PENDING, "interrupted by Orthanc stopping; resumes at the next start"
+                    state, Status.PENDING, "interrupted by Orthanc stopping; resumes at the next start"
                 )
             log.exception("study %s: job failed", study_id)
             state.transient = True
-            return self._record_quietly(state, FAILED, f"internal error: {type(exc).__name__}: {exc}")
+            return self._record_quietly(state, Status.FAILED, f"internal error: {type(exc).__name__}: {exc}")
 
-    def _record_quietly(self, state: _JobState, status: str, reason: str) -> dict[str, Any] | None:
+    def _record_quietly(self, state: _JobState, status: Status, reason: str) -> StudyResult | None:
         try:
             return self._write(state, status, reason)
         except Exception:
@@ -281,26 +244,21 @@ class StudyJobs:
     # -- the job ---------------------------------------------------------------------------
     def _run(
         self, state: _JobState, should_stop: StopFlag, retry_failed: bool, force: bool, upgrade: bool
-    ) -> dict[str, Any] | None:
+    ) -> StudyResult | None:
         t0 = time.perf_counter()
         pipeline = self.pipelines()  # this job's models, whatever the registry does meanwhile
         sid = state.study_id
         meta = self.gateway.study_metadata(sid)
         state.previous = meta.result
         if meta.result is not None:
-            before = [str(m) for m in meta.result.get("models") or []]
-            state.images = {
-                k: {**v, "models": entry_models(v, before)} if v.get("status") == DONE else dict(v)
-                for k, v in (meta.result.get("images") or {}).items()
-                if isinstance(v, dict)
-            }
+            state.images = dict(meta.result.images)
 
         series = self.gateway.study_series(sid)
         chosen, why_not = self._choose_series(series, pipeline)
         if not chosen:
             state.images = {}
             state.last_update = meta.last_update
-            return self._settle(state, SKIPPED, why_not)
+            return self._settle(state, Status.SKIPPED, why_not)
 
         instances = [i for s in chosen for i in self.gateway.series_instances(s.series_id)]
         accepted = [i for i in instances if i.sop_class_uid in self.selection.sop_classes]
@@ -310,22 +268,22 @@ class StudyJobs:
             state.last_update = meta.last_update
             return self._settle(
                 state,
-                SKIPPED,
+                Status.SKIPPED,
                 f"no instance of an accepted SOP class in the {'/'.join(self.selection.modalities)} "
                 f"series (found: {', '.join(found) or 'none'})",
             )
         # forget entries of instances deleted since; keep the rest
         uids = {i.sop_instance_uid for i in accepted}
         state.images = {k: v for k, v in state.images.items() if k in uids}
-        def outdated(entry: dict[str, Any]) -> bool:
-            return entry.get("status") == DONE and bool(pipeline.outdated(entry.get("models") or []))
+        def outdated(entry: ImageEntry) -> bool:
+            return entry.done and bool(pipeline.outdated(entry.models))
 
         todo = [
             i
             for i in accepted
             if force
             or i.sop_instance_uid not in state.images
-            or (retry_failed and state.images[i.sop_instance_uid].get("status") == FAILED)
+            or (retry_failed and state.images[i.sop_instance_uid].failed)
             or (upgrade and outdated(state.images[i.sop_instance_uid]))
         ]
         state.timings["list_ms"] = _ms(t0)
@@ -334,10 +292,8 @@ class StudyJobs:
             status, reason = study_status(state.images)
             return self._settle(state, status, reason)
 
-        if self.precheck is not None:
-            self.precheck()
         log.info("study %s: %d image(s) to segment", sid, len(todo))
-        self._write(state, PROCESSING, f"segmenting {len(todo)} image(s)")
+        self._write(state, Status.PROCESSING, f"segmenting {len(todo)} image(s)")
         for n, inst in enumerate(todo):
             if should_stop():
                 raise Interrupted
@@ -345,7 +301,7 @@ class StudyJobs:
             if entry is not None:
                 state.images[inst.sop_instance_uid] = entry
             if n + 1 < len(todo):
-                self._write(state, PROCESSING, f"segmented {n + 1} of {len(todo)} image(s)")
+                self._write(state, Status.PROCESSING, f"segmented {n + 1} of {len(todo)} image(s)")
         # read after our own SEGs were stored, so their arrival does not look like a change
         t = time.perf_counter()
         state.last_update = self.gateway.study_metadata(sid).last_update
@@ -394,10 +350,14 @@ class StudyJobs:
         inst: InstanceInfo,
         should_stop: StopFlag,
         pipeline: Processor,
-        previous: dict[str, Any] | None = None,
-    ) -> dict[str, Any] | None:
+        previous: ImageEntry | None = None,
+    ) -> ImageEntry | None:
         """Segment one instance and store its SEG; the per-image error boundary."""
         base: dict[str, Any] = {"source_instance_id": inst.instance_id, "updated": now_iso()}
+
+        def entry_of(status: Status, reason: str, **more: Any) -> ImageEntry:
+            return ImageEntry(status=status, reason=reason, **base, **more)
+
         timings: dict[str, float] = {}
         try:
             t = time.perf_counter()
@@ -407,17 +367,15 @@ class StudyJobs:
             try:
                 ds = pydicom.dcmread(io.BytesIO(data))
             except (InvalidDicomError, ValueError, EOFError) as exc:
-                return {**base, "status": FAILED, "reason": f"not a readable DICOM file: {exc}"}
+                return entry_of(Status.FAILED, f"not a readable DICOM file: {exc}")
             timings["parse_ms"] = _ms(t)
             rule = self.selection.radiopharmaceutical
             if rule is not None:
                 text = radiopharmaceutical_text(ds)
                 if not rule.search(text):
-                    return {
-                        **base,
-                        "status": SKIPPED,
-                        "reason": f"radiopharmaceutical {text or '(none)'!r} does not match {rule.pattern!r}",
-                    }
+                    return entry_of(
+                        Status.SKIPPED, f"radiopharmaceutical {text or '(none)'!r} does not match {rule.pattern!r}"
+                    )
             with self._count_lock:
                 self.pipeline_runs += 1
             result = pipeline.process(ds)
@@ -433,13 +391,13 @@ class StudyJobs:
             self._stored(stored.instance_id)
         except SkippedImageError as exc:
             # not an NM image, or nothing to segment (no counts): no SEG, the reason and its code
-            return {**base, "status": SKIPPED, "reason": str(exc), "flags": [{"code": exc.code, "message": str(exc)}]}
+            return entry_of(Status.SKIPPED, str(exc), flags=[{"code": exc.code, "message": str(exc)}])
         except UnreadableImageError as exc:
             log.warning("study %s: instance %s unreadable: %s", study_id, inst.instance_id, exc)
-            return {**base, "status": FAILED, "reason": str(exc)}
+            return entry_of(Status.FAILED, str(exc))
         except ModelUnavailable as exc:  # a served model broke in place: retried once it is restored
             log.warning("study %s: instance %s not segmented: %s", study_id, inst.instance_id, exc)
-            return {**base, "status": FAILED, "transient": True, "reason": str(exc)}
+            return entry_of(Status.FAILED, str(exc), transient=True)
         except NotFoundError:
             log.warning("study %s: instance %s deleted before it was segmented", study_id, inst.instance_id)
             return None
@@ -449,10 +407,7 @@ class StudyJobs:
             if should_stop():
                 raise Interrupted from exc
             log.exception("study %s: instance %s failed", study_id, inst.instance_id)
-            return {
-                **base, "status": FAILED, "transient": True,
-                "reason": f"internal error: {type(exc).__name__}: {exc}",
-            }
+            return entry_of(Status.FAILED, f"internal error: {type(exc).__name__}: {exc}", transient=True)
         if stored.parent_study and stored.parent_study != study_id:
             log.warning(
                 "study %s: SEG of instance %s was stored in another study %s",
@@ -460,13 +415,16 @@ class StudyJobs:
                 inst.instance_id,
                 stored.parent_study,
             )
-        entry = {**base, **result.summary(), "status": DONE}
-        entry["seg_series_instance_uid"] = str(result.seg.SeriesInstanceUID)
-        entry["seg_instance_id"] = stored.instance_id
-        entry["store_status"] = stored.status
+        entry = ImageEntry.from_dict({**base, **result.summary(), "status": Status.DONE})
+        assert entry is not None  # a known status always reads
+        entry.seg_series_instance_uid = str(result.seg.SeriesInstanceUID)
+        entry.seg_instance_id = stored.instance_id
+        entry.store_status = stored.status
         if self.store_preview:
-            entry.update(self._store_preview(study_id, inst, ds, result, timings, pipeline))
-        entry["timings_ms"] = {**entry.get("timings_ms", {}), **timings}
+            entry.preview_instance_id, entry.preview_error = self._store_preview(
+                study_id, inst, ds, result, timings, pipeline
+            )
+        entry.timings_ms = {**(entry.timings_ms or {}), **timings}
         if previous is not None and self.delete_superseded_seg:
             self._delete_superseded(study_id, previous, entry)
         log.info(
@@ -475,7 +433,7 @@ class StudyJobs:
             inst.instance_id,
             stored.instance_id,
             stored.status,
-            inference_ms(entry["timings_ms"]),
+            inference_ms(entry.timings_ms),
         )
         return entry
 
@@ -487,8 +445,9 @@ class StudyJobs:
         result: SegResult,
         timings: dict[str, float],
         pipeline: Processor,
-    ) -> dict[str, Any]:
-        """Store the preview Secondary Capture; a failure costs the picture, never the SEG."""
+    ) -> tuple[str | None, str | None]:
+        """Store the preview Secondary Capture: (its instance id, or why not); a failure costs
+        the picture, never the SEG."""
         t = time.perf_counter()
         try:
             picture = pipeline.preview(ds, result)
@@ -500,19 +459,21 @@ class StudyJobs:
             raise
         except Exception as exc:
             log.warning("study %s: preview of instance %s not stored: %s", study_id, inst.instance_id, exc)
-            return {"preview_error": f"{type(exc).__name__}: {exc}"}
+            return None, f"{type(exc).__name__}: {exc}"
         finally:
             timings["preview_ms"] = _ms(t)
-        return {"preview_instance_id": stored.instance_id}
+        return stored.instance_id, None
 
-    def _delete_superseded(self, study_id: str, previous: dict[str, Any], entry: dict[str, Any]) -> None:
+    def _delete_superseded(self, study_id: str, previous: ImageEntry, entry: ImageEntry) -> None:
         """Delete the SEG and preview an older model version made of this image (``DeleteSupersededSeg``)."""
-        for key in ("seg_instance_id", "preview_instance_id"):
-            old = previous.get(key)
-            if old and old != entry.get(key):
+        for what, old, new in (
+            ("seg", previous.seg_instance_id, entry.seg_instance_id),
+            ("preview", previous.preview_instance_id, entry.preview_instance_id),
+        ):
+            if old and old != new:
                 try:
-                    self.gateway.delete_instance(str(old))
-                    log.info("study %s: superseded %s %s deleted", study_id, key.split("_")[0], old)
+                    self.gateway.delete_instance(old)
+                    log.info("study %s: superseded %s %s deleted", study_id, what, old)
                 except NotFoundError:
                     pass
                 except Exception as exc:  # the new SEG is stored: a stale one left behind is no failure
@@ -526,17 +487,17 @@ class StudyJobs:
                 log.exception("on_stored hook failed for instance %s", instance_id)
 
     # -- recording -------------------------------------------------------------------------
-    def _settle(self, state: _JobState, status: str, reason: str) -> dict[str, Any] | None:
+    def _settle(self, state: _JobState, status: Status, reason: str) -> StudyResult | None:
         """Record a final state unless the study already says exactly that (no churn)."""
         prev = state.previous
         if (
             prev is not None
-            and prev.get("status") == status
-            and prev.get("reason") == reason
-            and prev.get("models") == used_models(state.images)
-            and prev.get("schema") == RESULT_SCHEMA
-            and prev.get("images", {}) == state.images
-            and prev.get("study_last_update") == state.last_update
+            and prev.status is status
+            and prev.reason == reason
+            and prev.models == used_models(state.images)
+            and prev.schema == RESULT_SCHEMA
+            and prev.images == state.images
+            and prev.study_last_update == state.last_update
         ):
             log.debug("study %s: nothing to do (%s)", state.study_id, status)
             return prev
@@ -544,7 +505,7 @@ class StudyJobs:
         log.info("study %s: %s (%s)", state.study_id, status, reason)
         return result
 
-    def _write(self, state: _JobState, status: str, reason: str) -> dict[str, Any]:
+    def _write(self, state: _JobState, status: Status, reason: str) -> StudyResult:
         result = summary(state, status, reason, used_models(state.images), self.providers)
         t = time.perf_counter()
         self.gateway.write_result(state.study_id, result)
@@ -559,8 +520,8 @@ class _JobState:
 
     def __init__(self, study_id: str) -> None:
         self.study_id = study_id
-        self.previous: dict[str, Any] | None = None
-        self.images: dict[str, dict[str, Any]] = {}
+        self.previous: StudyResult | None = None
+        self.images: dict[str, ImageEntry] = {}
         self.timings: dict[str, float] = {}
         self.last_update: str | None = None
         self.started = time.time()
@@ -568,9 +529,9 @@ class _JobState:
         self.transient = False
 
 
-def used_models(images: dict[str, dict[str, Any]]) -> list[str]:
+def used_models(images: dict[str, ImageEntry]) -> list[str]:
     """The models that made the study's SEGs (sorted identities)."""
-    return sorted({str(m) for e in images.values() if e.get("status") == DONE for m in e.get("models") or []})
+    return sorted({m for e in images.values() if e.done for m in e.models})
 
 
 def inference_ms(timings: dict[str, float]) -> float:
@@ -579,38 +540,33 @@ def inference_ms(timings: dict[str, float]) -> float:
 
 
 def summary(
-    state: _JobState, status: str, reason: str, models: Sequence[str], providers: Sequence[str]
-) -> dict[str, Any]:
-    """The JSON recorded on the study (no pixel data, no patient identity).
+    state: _JobState, status: Status, reason: str, models: Sequence[str], providers: Sequence[str]
+) -> StudyResult:
+    """The result recorded on the study (no pixel data, no patient identity).
 
     ``models`` are the versions that made the study's SEGs (each image entry
     records its own).
     """
-    seg_ids = sorted(
-        e["seg_instance_id"] for e in state.images.values() if e.get("status") == DONE and "seg_instance_id" in e
-    )
+    seg_ids = sorted(e.seg_instance_id for e in state.images.values() if e.done and e.seg_instance_id)
     totals: dict[str, float] = {}
     for entry in state.images.values():
-        for key, value in (entry.get("timings_ms") or {}).items():
+        for key, value in (entry.timings_ms or {}).items():
             totals[key] = round(totals.get(key, 0.0) + float(value), 2)
     totals.update(state.timings)
-    extra: dict[str, Any] = {}
-    if status == FAILED:
-        extra["retriable"] = state.transient or any(
-            e.get("status") == FAILED and e.get("transient") for e in state.images.values()
-        )
-    return {
-        "schema": RESULT_SCHEMA,
-        "status": status,
-        "reason": reason,
-        "models": list(models),
-        "providers": list(providers),
-        "software": f"ScintiSeg {__version__}",
-        "job_started": now_iso(state.started),
-        "updated": now_iso(),
-        "study_last_update": state.last_update,
-        "seg_instance_ids": seg_ids,
-        "images": state.images,
-        "timings_ms": totals,
-        **extra,
-    }
+    retriable = None
+    if status is Status.FAILED:
+        retriable = state.transient or any(e.failed and e.transient for e in state.images.values())
+    return StudyResult(
+        status=status,
+        reason=reason,
+        models=list(models),
+        providers=list(providers),
+        software=f"ScintiSeg {__version__}",
+        job_started=now_iso(state.started),
+        updated=now_iso(),
+        study_last_update=state.last_update,
+        seg_instance_ids=seg_ids,
+        images=dict(state.images),
+        timings_ms=totals,
+        retriable=retriable,
+    )

@@ -28,9 +28,12 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+
+from scintiseg.work.threads import ThreadGroup
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,50 @@ class JobOptions:
 Handler = Callable[[str, Callable[[], bool], JobOptions], object]
 
 
+class StudyWorker(Protocol):
+    """What the service drives: the local :class:`Worker` and the cluster's
+    :class:`scintiseg.work.cluster.ClusterWorker` both implement it."""
+
+    def submit(
+        self, study_id: str, options: JobOptions | None = None, not_before: float | None = None,
+        coalesce: bool = False,
+    ) -> bool:
+        """Queue a study without blocking or I/O; False once stopped."""
+        ...
+
+    def arrived(self, study_id: str) -> None:
+        """Instances of the study arrived at this node (the stability tracker says so)."""
+        ...
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Let the running jobs end (they leave their study pending); True if all ended in time."""
+        ...
+
+    def should_stop(self) -> bool: ...
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until nothing is queued or running (tests, benchmarks); True if idle."""
+        ...
+
+    def stats(self) -> dict[str, Any]:
+        """Threads, queued and running studies, jobs done (``GET /scintiseg/status``: worker)."""
+        ...
+
+    def scan_lock(self) -> AbstractContextManager[bool]:
+        """Around the start-up scan: yields whether this node may scan now."""
+        ...
+
+    def shared_queue(self) -> dict[str, Any] | None:
+        """The queue every node agrees on (a cluster's work table), ``None`` for a lone node."""
+        ...
+
+    def cluster_status(self) -> dict[str, Any] | None:
+        """The cluster's nodes and counts (``GET /scintiseg/status``: cluster), ``None`` for a lone node."""
+        ...
+
+
 class Worker:
     """A FIFO of study ids served by ``threads`` daemon threads."""
 
@@ -94,7 +141,7 @@ class Worker:
         self._delayed: dict[str, tuple[float, JobOptions]] = {}  # not before (clock), options
         self.clock = clock
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._threads = ThreadGroup(name)
         self.jobs_done = 0
         self.last_job_s: float | None = None
 
@@ -131,14 +178,12 @@ class Worker:
             self._cond.notify()
         return True
 
+    def arrived(self, study_id: str) -> None:
+        """Nothing to share on a lone node: the stability tracker queues the study itself."""
+
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
-        if self._threads:
-            raise RuntimeError("worker already started")
-        for i in range(self.n_threads):
-            t = threading.Thread(target=self._loop, name=f"{self.name}-{i}", daemon=True)
-            self._threads.append(t)
-            t.start()
+        self._threads.start([(str(i), self._loop) for i in range(self.n_threads)])
 
     def should_stop(self) -> bool:
         return self._stop.is_set()
@@ -154,13 +199,7 @@ class Worker:
             self._cond.notify_all()
         if dropped:
             log.info("%d queued study(ies) left for the next start", dropped)
-        deadline = time.monotonic() + timeout
-        for t in self._threads:
-            t.join(max(0.0, deadline - time.monotonic()))
-        alive = [t.name for t in self._threads if t.is_alive()]
-        if alive:
-            log.warning("worker thread(s) still busy after %.0f s: %s", timeout, ", ".join(alive))
-        return not alive
+        return self._threads.join(timeout)
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until nothing is queued or running (tests, benchmarks); True if idle."""
@@ -186,6 +225,17 @@ class Worker:
                 "last_job_s": self.last_job_s,
                 "stopping": self._stop.is_set(),
             }
+
+    @contextmanager
+    def scan_lock(self) -> Iterator[bool]:
+        """A lone node always scans."""
+        yield True
+
+    def shared_queue(self) -> dict[str, Any] | None:
+        return None
+
+    def cluster_status(self) -> dict[str, Any] | None:
+        return None
 
     # -- consumer side ---------------------------------------------------------------------
     def _due(self) -> float | None:

@@ -288,9 +288,9 @@ class MemoryWorkState(CachedWorkState):
 class MetadataStore(Protocol):
     """What :class:`MetadataWorkState` needs (``OrthancGateway`` implements it)."""
 
-    def get_study_metadata(self, study_id: str, name: str) -> str | None: ...
+    def read_study_metadata(self, study_id: str, name: str) -> str | None: ...
 
-    def put_study_metadata(self, study_id: str, name: str, value: str) -> None: ...
+    def write_study_metadata(self, study_id: str, name: str, text: str) -> None: ...
 
     def delete_study_metadata(self, study_id: str, name: str) -> None: ...
 
@@ -314,7 +314,7 @@ class MetadataWorkState(CachedWorkState):
         self.page = page
 
     def _save(self, item: WorkItem) -> None:
-        self.store.put_study_metadata(item.study_id, self.metadata_name, item.to_json())
+        self.store.write_study_metadata(item.study_id, self.metadata_name, item.to_json())
 
     def _delete(self, study_id: str) -> None:
         self.store.delete_study_metadata(study_id, self.metadata_name)
@@ -327,7 +327,7 @@ class MetadataWorkState(CachedWorkState):
                 return
             for study_id in ids:
                 try:
-                    item = WorkItem.from_json(self.store.get_study_metadata(study_id, self.metadata_name))
+                    item = WorkItem.from_json(self.store.read_study_metadata(study_id, self.metadata_name))
                 except Exception as exc:  # a study deleted meanwhile: its record went with it
                     log.debug("study %s: work record unreadable (%s)", study_id, exc)
                     continue
