@@ -12,11 +12,13 @@ import grimp
 from support import ROOT
 
 PACKAGE = ROOT / "plugin" / "scintiseg"
+#: the training package imports the plugin's modules too (cards, preprocessing, runtime)
+TRAINING = ROOT / "training" / "scintiseg_training"
 ENTRY_SCRIPT = ROOT / "plugin" / "scintiseg_plugin.py"
 
 
-def modules() -> Iterator[tuple[Path, ast.Module]]:
-    for path in sorted(PACKAGE.rglob("*.py")):
+def modules(folder: Path = PACKAGE) -> Iterator[tuple[Path, ast.Module]]:
+    for path in sorted(folder.rglob("*.py")):
         yield path, ast.parse(path.read_text(), str(path))
 
 
@@ -82,7 +84,7 @@ def test_no_module_of_the_package_is_in_an_import_circle() -> None:
 def test_no_function_imports_a_module_of_the_package() -> None:
     """An import inside a function hides a dependency (and, before, dodged circles)."""
     hidden = []
-    for path, tree in modules():
+    for path, tree in [*modules(PACKAGE), *modules(TRAINING)]:
         for func in ast.walk(tree):
             if not isinstance(func, ast.FunctionDef | ast.AsyncFunctionDef):
                 continue

@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from scintiseg.dicom.nifti import read_nifti
 from scintiseg.models.preprocess import (
     Normalisation,
     Window,
@@ -233,8 +234,6 @@ def build_from_export(export_dir: Path, out: Path) -> dict[str, Any]:
     flip), its ``split`` decides the test couples, and the ``seed`` of a couple stands for its
     patient, so that validation also holds out whole patients.
     """
-    from scintiseg.dicom.nifti import read_nifti
-
     t0 = time.perf_counter()
     manifest = json.loads((export_dir / "manifest.json").read_text(encoding="utf-8"))
     couples: list[Couple] = []

@@ -44,6 +44,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from scintiseg.models.registry import load_segmenter
+
 from .metrics import ImageScore, dice, score_image, summarise_scores
 
 __all__ = ["dice", "load_test_scans", "load_independent_scans", "main", "run"]
@@ -159,8 +161,6 @@ def _mirror(a: np.ndarray | None) -> np.ndarray | None:
 def run(
     models: Path, scans: list[TestScan], threads: int = 2, flips: bool = True
 ) -> tuple[list[CoupleResult], dict[str, float]]:
-    from scintiseg.models.registry import load_segmenter
-
     seg = load_segmenter(models, providers=("CPUExecutionProvider",), threads=threads)
     results: list[CoupleResult] = []
     timings: dict[str, list[float]] = defaultdict(list)
@@ -458,8 +458,6 @@ def main(argv: list[str] | None = None) -> None:
         md.parent.mkdir(parents=True, exist_ok=True)
         md.write_text(markdown(reps, montages), encoding="utf-8")
     if args.update_cards:
-        from scintiseg.models.registry import load_segmenter
-
         from .export import metrics_for, set_metrics
 
         # the folders of the models just evaluated (the ones the registry serves for each label)

@@ -48,6 +48,7 @@ from scintiseg.models.card import (
     task_card,
     version_key,
 )
+from scintiseg.models.preprocess import full_window, gland_window, model_input
 
 from .dataset import NORMALISATION, SIZE
 from .train import load_model
@@ -278,7 +279,6 @@ def parity_inputs(task: str, seeds: tuple[int, ...] = PARITY_SEEDS) -> np.ndarra
     The gland model sees the whole field; the nodule model and the gland second
     pass see the window around the true gland, as they do at serving time.
     """
-    from scintiseg.models.preprocess import full_window, gland_window, model_input
     from scintiseg_phantoms.thyroid import generate_scan
 
     inputs = []
