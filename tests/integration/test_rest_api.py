@@ -113,7 +113,9 @@ def test_models_queue_health(orthanc: OrthancServer, processed: tuple, spec: dic
     assert status == 200 and body["pending"] == [] and body["running"] == []
 
 
-def test_errors(orthanc: OrthancServer, processed: tuple, spec: dict[str, Any]) -> None:
+def test_unknown_studies_and_bad_bodies_get_json_errors(
+    orthanc: OrthancServer, processed: tuple, spec: dict[str, Any]
+) -> None:
     _, sid = processed
     status, _, body = api(orthanc, spec, "GET", f"/scintiseg/studies/{UNKNOWN}")
     assert status == 404 and body == {"error": f"unknown study {UNKNOWN!r}", "status": 404}

@@ -48,7 +48,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from scintiseg.core.result import StudyResult
+from scintiseg.core.result import Status, StudyResult
 from scintiseg.core.store import Gateway, InstanceInfo, SeriesInfo, StoredInstance, StudyMetadata
 from scintiseg.work.jobs import Interrupted
 from scintiseg.work.pgwork import CHANNEL, Claim, WorkQueue, WorkQueueError
@@ -62,8 +62,6 @@ log = logging.getLogger(__name__)
 
 #: How long an idle thread waits for a NOTIFY before looking for expired leases.
 POLL_S = 1.0
-#: Result statuses that end a run as failed in the work table.
-FAILED_OUTCOMES = ("failed",)
 #: How long a REST snapshot may be reused (several HTTP threads ask at once).
 SNAPSHOT_TTL_S = 0.2
 
@@ -371,20 +369,24 @@ class ClusterWorker:
                 self._lost.discard(sid)
 
     def _finish(self, q: WorkQueue, claim: Claim, result: object) -> None:
-        status = str(result.status) if isinstance(result, StudyResult) else "gone"
-        reason = result.reason if isinstance(result, StudyResult) else "no result recorded"
+        typed = result if isinstance(result, StudyResult) else None
+        reason = typed.reason if typed is not None else "no result recorded"
         decision: tuple[str, float | None] | None = getattr(self._local, "decision", None)
         self._local.decision = None
         if claim.study_id in self._lost:
             return  # the node that took over records the end
-        if status == "pending" or (self._stop.is_set() and status not in ("done", "skipped", "failed")):
+        # unfinished (Orthanc stopping) or no result while stopping: another run finishes it
+        if (typed is not None and typed.status is Status.PENDING) or (
+            self._stop.is_set() and (typed is None or typed.unfinished)
+        ):
             q.release(claim, "released by its node stopping")
             return
         if decision is not None and decision[0] == "fail":  # the service's retry rule decided
             retry_at = decision[1]
             q.failed_run(claim, reason, datetime.fromtimestamp(retry_at, UTC) if retry_at else None)
             return
-        q.complete(claim, status, reason, failed=status in FAILED_OUTCOMES)
+        outcome = str(typed.status) if typed is not None else "gone"
+        q.complete(claim, outcome, reason, failed=typed is not None and typed.status is Status.FAILED)
 
     # -- what the work state backend sees of the running job ---------------------------------------
     def current_claim(self, study_id: str) -> Claim | None:

@@ -236,20 +236,20 @@ def test_unknown_study_is_404(spec: dict[str, Any], study: str) -> None:
         assert answer.status == 404 and body["status"] == 404 and study in body["error"]
 
 
-def test_preview(spec: dict[str, Any]) -> None:
+def test_preview_is_the_png_or_404_before_any_seg(spec: dict[str, Any]) -> None:
     answer, body = call(FakeBackend(), spec, "GET", f"/scintiseg/studies/{DONE_ID}/preview.png")
     assert answer == rest.Response(200, PNG, "image/png")
     answer, body = call(FakeBackend(), spec, "GET", f"/scintiseg/studies/{NEW_ID}/preview.png")
     assert answer.status == 404 and "no segmented image" in body["error"]
 
 
-def test_models(spec: dict[str, Any]) -> None:
+def test_models_lists_refused_folders_with_their_error(spec: dict[str, Any]) -> None:
     answer, body = call(FakeBackend(), spec, "GET", "/scintiseg/models")
     assert answer.status == 200 and body["models"][0]["stage"] == "refused"
     assert "no model card" in body["models"][0]["error"] and body["models"][0]["folder"] == "broken"
 
 
-def test_reload(spec: dict[str, Any]) -> None:
+def test_reload_rescans_while_running_and_is_503_otherwise(spec: dict[str, Any]) -> None:
     backend = FakeBackend()
     answer, body = call(backend, spec, "POST", "/scintiseg/models/reload")
     assert answer.status == 200 and backend.reloads == 1 and body["models"][0]["stage"] == "refused"
@@ -257,7 +257,7 @@ def test_reload(spec: dict[str, Any]) -> None:
     assert answer.status == 503 and "not running" in body["error"]
 
 
-def test_agreement(spec: dict[str, Any]) -> None:
+def test_agreement_answers_a_shadow_models_summary_and_404_for_an_unknown_model(spec: dict[str, Any]) -> None:
     answer, body = call(FakeBackend(), spec, "GET", "/scintiseg/models/scintiseg-nodule/2.0.0/agreement")
     assert answer.status == 200 and body["images"] == 1 and body["dice"]["nodule"] == {"mean": 0.8, "min": 0.8}
     assert body["found_by_active_only"] == 1 and body["against"] == ["scintiseg-nodule@1.0.0"]
@@ -265,7 +265,7 @@ def test_agreement(spec: dict[str, Any]) -> None:
     assert answer.status == 404 and "nothing@1.0.0" in body["error"]
 
 
-def test_queue(spec: dict[str, Any]) -> None:
+def test_queue_lists_pending_running_and_failed_studies(spec: dict[str, Any]) -> None:
     backend = FakeBackend(pending=[NEW_ID], running=[DONE_ID])
     answer, body = call(backend, spec, "GET", "/scintiseg/queue")
     assert answer.status == 200
@@ -274,7 +274,7 @@ def test_queue(spec: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("state, status", [("running", 200), ("failed", 503), ("stopped", 503)])
-def test_health(spec: dict[str, Any], state: str, status: int) -> None:
+def test_health_is_200_only_while_running(spec: dict[str, Any], state: str, status: int) -> None:
     answer, body = call(FakeBackend(state=state), spec, "GET", "/scintiseg/health")
     assert answer.status == status and body["state"] == state
     assert body["status"] == ("ok" if status == 200 else "unavailable")
@@ -285,7 +285,9 @@ def test_health(spec: dict[str, Any], state: str, status: int) -> None:
     [(None, False), (b"", False), (b"  \n", False), (b"{}", False), (b'{"force": true}', True),
      (b'{"force": false}', False)],
 )
-def test_process(spec: dict[str, Any], payload: bytes | None, force: bool) -> None:
+def test_process_queues_the_study_with_the_force_flag_of_the_body(
+    spec: dict[str, Any], payload: bytes | None, force: bool
+) -> None:
     backend = FakeBackend()
     answer, body = call(backend, spec, "POST", f"/scintiseg/studies/{DONE_ID}/process", payload)
     assert answer.status == 202 and body == {

@@ -27,7 +27,7 @@ def parse(section: dict[str, Any] | None, **env: str) -> Any:
     return parse_section({"ModelsDirectory": "models", **(section or {})}, root=ROOT, environ=env)
 
 
-def test_defaults() -> None:
+def test_an_empty_section_gives_the_documented_defaults() -> None:
     cfg = parse(None)
     assert cfg.enabled and cfg.worker_threads == 1
     assert cfg.models_dir == ROOT / "models"

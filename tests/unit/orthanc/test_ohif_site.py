@@ -30,7 +30,7 @@ def site(tmp_path: Path) -> Path:
         ("index.html", b"<html>OHIF</html>", "text/html; charset=utf-8"),
     ],
 )
-def test_files(site: Path, path: str, body: bytes, mime: str) -> None:
+def test_site_files_are_served_with_their_mime_type(site: Path, path: str, body: bytes, mime: str) -> None:
     assert ohif_asset(site, path) == (200, body, mime)
 
 
@@ -60,7 +60,7 @@ def test_not_installed_is_503(tmp_path: Path) -> None:
     assert ohif_asset(tmp_path / "nowhere", "viewer") == (503, NOT_INSTALLED, "text/plain; charset=utf-8")
 
 
-def test_helpers() -> None:
+def test_viewer_urls_and_mime_types() -> None:
     assert viewer_url("1.2.3") == "/ohif/viewer?StudyInstanceUIDs=1.2.3"
     assert viewer_url("1.2.3", with_seg=True) == "/ohif/viewer?StudyInstanceUIDs=1.2.3&hangingProtocolId=@ohif/seg"
     assert mime_type("x.WOFF2") == "font/woff2"

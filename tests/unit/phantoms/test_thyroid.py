@@ -61,7 +61,7 @@ def _check_scan(s: Scan) -> None:
         assert s.gland.sum() >= 20
 
 
-def test_deterministic() -> None:
+def test_a_seed_gives_the_same_scan_and_another_seed_another() -> None:
     a, b = generate_scan(123), generate_scan(123)
     assert np.array_equal(a.counts, b.counts) and np.array_equal(a.gland, b.gland)
     assert np.array_equal(a.nodules, b.nodules) and np.array_equal(a.nodule_labels, b.nodule_labels)  # type: ignore[arg-type]
@@ -93,7 +93,7 @@ def test_case_mix_follows_the_table() -> None:
     assert sum(KIND_WEIGHTS.values()) == pytest.approx(1.0)
 
 
-def test_ranges(mixed: list[Scan]) -> None:
+def test_parameters_stay_in_their_documented_ranges(mixed: list[Scan]) -> None:
     matrices, fwhm, counts = set(), [], []
     for s in mixed:
         p = s.params

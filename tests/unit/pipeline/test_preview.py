@@ -99,7 +99,7 @@ def test_nodule_count_in_legend_changes_picture(case: tuple[np.ndarray, ...]) ->
     assert not np.array_equal(a[MARGIN + 520 :], b[MARGIN + 520 :])
 
 
-def test_deterministic(case: tuple[np.ndarray, ...]) -> None:
+def test_the_same_masks_draw_the_same_png(case: tuple[np.ndarray, ...]) -> None:
     counts, gland, nodule = case
     first = render_preview(counts, layers(gland, nodule), models=MODELS, title="Thyroid — anterior")
     assert render_preview(counts, layers(gland, nodule), models=MODELS, title="Thyroid — anterior") == first
