@@ -236,7 +236,9 @@ FALLBACK_ROUTE = r"/scintiseg/(.*)"
 
 
 def _match(path: str) -> list[tuple[Route, tuple[str, ...]]]:
-    path = path.split("?", 1)[0].rstrip("/") or "/"
+    # ``path`` is the URI as Orthanc hands it: decoded, without the query string (its GET
+    # arguments come apart), so a "?" here was a %3F inside a segment, e.g. a model's name
+    path = path.rstrip("/") or "/"
     found = []
     for route in ROUTES:
         groups = route.match(path)

@@ -344,9 +344,13 @@ def test_backend_failures_are_500_or_404(caplog: pytest.LogCaptureFixture) -> No
     assert answer.status == 404
 
 
-def test_trailing_slash_and_query_are_ignored() -> None:
+def test_a_trailing_slash_is_ignored_and_a_decoded_question_mark_stays_in_its_segment() -> None:
     assert rest.dispatch(FakeBackend(), "GET", "/scintiseg/health/").status == 200
-    assert rest.dispatch(FakeBackend(), "GET", "/scintiseg/queue?x=1").status == 200
+    # Orthanc hands the path decoded and without its query: /models/%3F/2.0.0/agreement
+    # arrives as below and asks for the model named "?", not for /scintiseg/models
+    answer = rest.dispatch(FakeBackend(), "GET", "/scintiseg/models/?/2.0.0/agreement")
+    assert answer.status == 404 and "?@2.0.0" in json.loads(answer.body)["error"]
+    assert rest.dispatch(FakeBackend(), "GET", "/scintiseg/queue?x=1").status == 404
 
 
 def test_json_is_ascii() -> None:
