@@ -301,12 +301,19 @@ class Study:
 
 
 def make_study(
-    out: Path, seed: int, images: int = 1, frames: int = 1, kind: str | None = "normal", isotope: str | None = None
+    out: Path,
+    seed: int,
+    images: int = 1,
+    frames: int = 1,
+    kind: str | None = "normal",
+    isotope: str | None = None,
+    edit: Callable[[pydicom.Dataset], object] | None = None,
 ) -> Study:
     """``images`` NM instances of ``frames`` frames each (same matrix), seeds from ``seed``.
 
     ``isotope`` ("Tc-99m", "I-131") forces the scan's isotope, which the DICOM writer
-    records as the radionuclide (code and meaning) and the radiopharmaceutical.
+    records as the radionuclide (code and meaning) and the radiopharmaceutical; ``edit``
+    changes each dataset before it is written (e.g. :func:`support.other_exams.as_exam`).
     """
     from scintiseg.core.uids import deterministic_uid
     from scintiseg_phantoms.dicom import scan_to_dataset
@@ -338,6 +345,8 @@ def make_study(
             sop_uid=deterministic_uid(*base, "sop", str(i)),
             instance_number=i + 1,
         )
+        if edit is not None:
+            edit(ds)
         path = out / f"nm_{seed}_{i}.dcm"
         ds.save_as(path, enforce_file_format=True)
         files.append(path)

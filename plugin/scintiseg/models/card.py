@@ -367,6 +367,37 @@ def load_card(folder: Path, verify_sha256: bool = True) -> ModelCard:
     return parse_card(read_card_json(folder), Path(folder), verify_sha256=verify_sha256)
 
 
+#: Where the thyroid models apply (the ``applies_to`` of the shipped cards): NM images whose
+#: header names a thyroid tracer (pertechnetate, iodide I-123 or I-131) or says nothing of it,
+#: whose body part (when given) is the neck, and whose descriptions, body part and tracer texts
+#: name no other exam, in the languages departments write them (renal, bone, cardiac, lung,
+#: hepatobiliary, brain, parathyroid, whole-body and PET exams, and their tracers).
+THYROID_APPLIES_TO: dict[str, Any] = {
+    "modalities": ["NM"],
+    "radiopharmaceutical": {
+        "codes": ["19495007", "111160004"],
+        "text": r"(?i)pertechn|TcO4|iod|\bI-?12[3]\b|\bI-?131\b|\b12[3]I\b|\b131I\b|\bNaI\b",
+        "if_absent": "accept",
+    },
+    "radionuclide": {
+        "codes": ["72454006", "1368003"],
+        "text": r"(?i)99m|techne|iod|\bI-?12[3]\b|\bI-?131\b|\b12[3]I\b|\b131I\b",
+        "if_absent": "accept",
+    },
+    "body_part": r"(?i)thyr|neck|head|\bcou\b|hals|cuello|collo",
+    "excludes": (
+        r"(?i)renal|kidney|\brein|niere|ri[ñn][oó]n|\brene\b|dmsa|succimer|mag-?3|mertiatid|dtpa|pentet|n[ée]phro|nefro"
+        r"|bone|osseu|oss[eo]|skelet|squelet|knochen|hueso|[óo]seo|\bmdp\b|\bhdp\b|hmdp|medron|oxidron|\bdpd\b"
+        r"|cardi|myocard|heart|c(?:oe|œ)ur|\bherz|coraz|cuore|sestamibi|\bmibi\b|tetrofosmin|thallium|\btl-?201|muga"
+        r"|lung|pulmon|poumon|lunge|polmon|\bmaa\b|macro-?agg|technegas|ventilat|perfusion"
+        r"|hepat|liver|\bfoie|leber|h[íi]gado|\bhida\b|mebrofenin|biliar|gastr|brain|cerveau|cerebr|gehirn"
+        r"|datscan|ioflupan|parathyr|parathyro|nebenschild|paratir|mibg|octreo|gallium|\bga-?6[78]"
+        r"|leu[ck]o|\bwbc\b|lymph|sentinel|whole.?body|corps.entier|ganzk[oö]rper|cuerpo.entero|corpo.intero"
+        r"|\bf-?18|\bfdg\b"
+    ),
+    "priority": 0,
+}
+
 # -- the first card format -----------------------------------------------------------------
 #: What a first-format card's ``task`` implied, now written in the card.
 V1_TASKS: dict[str, dict[str, Any]] = {
@@ -486,7 +517,7 @@ def task_card(
         "creator": extra.pop("creator", "ScintiSeg"),
         "labels": [dict(LABELS[task])],
         "needs": spec["needs"],
-        "applies_to": applies_to if applies_to is not None else {"modalities": ["NM"], "priority": 0},
+        "applies_to": applies_to if applies_to is not None else dict(THYROID_APPLIES_TO),
         "stages": built,
         "measurements": spec["measurements"],
         **extra,

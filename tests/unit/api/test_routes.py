@@ -403,5 +403,6 @@ def test_model_entries_match_schema(spec: dict[str, Any], tmp_path: Path) -> Non
     assert gland["labels"][0]["key"] == "gland" and gland["needs"] is None
     assert entries["nodule"]["needs"] == {"window_of": "gland", "margin": 0.25}
     rule = entries["i131"]["applies_to"]
-    assert rule["priority"] == 10 and rule["radionuclide"] == {"codes": ["1368003"], "text": "(?i)iod"}
+    assert rule["priority"] == 10
+    assert rule["radionuclide"] == {"codes": ["1368003"], "text": "(?i)iod", "if_absent": "refuse"}
     assert entries["empty"]["stage"] == "refused" and "no model card" in entries["empty"]["error"]
