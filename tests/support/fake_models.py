@@ -63,6 +63,9 @@ def affine_onnx(
 
 
 def fake_card(task: str, sha256: str, version: str = FAKE_VERSION, **extra: Any) -> dict[str, Any]:
+    """A stand-in's card: the shipped kinds' rule, but no outline limits (an affine map's
+    outline says nothing of an organ) unless ``outline`` is given."""
+    extra.setdefault("outline", {})
     return task_card(
         task,
         name=extra.pop("name", f"scintiseg-{task}"),

@@ -43,7 +43,7 @@ OTHER_EXAMS: dict[str, Exam] = {
 #: thyroid scans as departments write them (each must still get the thyroid models)
 THYROID_EXAMS: dict[str, Exam] = {
     "pertechnetate": Exam("Thyroid scintigraphy", "THYROID ANT", "Tc-99m pertechnetate", TC99M, "NECK"),
-    "iodine-123": Exam("NM Thyroid", "Pinhole ANT", "Sodium iodide I-123", ("21613005", "^123^Iodine"), "THYROID"),
+    "iodine-123": Exam("NM Thyroid", "Pinhole ANT", "Sodium iodide I-123", ("21572004", "^123^Iodine"), "THYROID"),
     "iodine-131": Exam("Thyroid I-131", "ANT", "Sodium iodide I-131", ("1368003", "^131^Iodine")),
     "french": Exam("Scintigraphie thyroïdienne", "Thyroïde face", "Pertechnétate de sodium", TC99M),
     "german": Exam("Schilddrüsenszintigraphie", "Hals ventral", "Tc-99m Pertechnetat", TC99M, "NECK"),

@@ -66,7 +66,7 @@ STAGE_WINDOWS = ("image", "needs", "previous")
 #: Keys of a schema-2 card; anything else is a typo (``training`` and ``metrics`` are free-form).
 CARD_KEYS = frozenset(
     {"schema", "name", "version", "family", "creator", "labels", "needs", "applies_to", "stages",
-     "measurements", "training", "metrics", "description"}
+     "measurements", "outline", "training", "metrics", "description"}
 )
 _KEY = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,31}$")
@@ -99,6 +99,29 @@ class Needs:
 
     label: str
     margin: float = 0.25
+
+
+@dataclass(frozen=True)
+class OutlineLimits:
+    """What a label's outline may measure on a frame the model was made for (mm, bounding box).
+
+    A frame whose outline falls outside is an image of another organ or exam (a thyroid
+    model that outlines both kidneys of a renal scan draws them 175-245 mm wide): the image
+    is skipped, nothing stored.
+    """
+
+    width_mm: tuple[float, float]
+    height_mm: tuple[float, float]
+
+    def why_not(self, width: float, height: float) -> str | None:
+        lo_w, hi_w = self.width_mm
+        lo_h, hi_h = self.height_mm
+        if lo_w <= width <= hi_w and lo_h <= height <= hi_h:
+            return None
+        return f"{width:.0f} x {height:.0f} mm (made for {lo_w:g}-{hi_w:g} x {lo_h:g}-{hi_h:g} mm)"
+
+    def describe(self) -> dict[str, list[float]]:
+        return {"width_mm": list(self.width_mm), "height_mm": list(self.height_mm)}
 
 
 @dataclass(frozen=True)
@@ -139,6 +162,8 @@ class ModelCard:
     applies_to: rules.AppliesTo
     stages: tuple[Stage, ...]
     measurements: tuple[Measurement, ...]
+    #: label key -> the outline limits of the images the model was made for
+    outline: dict[str, OutlineLimits] = field(default_factory=dict)
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @property
@@ -333,6 +358,7 @@ def parse_card(raw: dict[str, Any], folder: Path, verify_sha256: bool = True) ->
         _measurement(m, keys, f"{where} measurements[{i}]")
         for i, m in enumerate(_get(raw, "measurements", list, where, []))
     )
+    outline = _outline(raw.get("outline"), keys, where)
     return ModelCard(
         name=name,
         version=version,
@@ -344,8 +370,33 @@ def parse_card(raw: dict[str, Any], folder: Path, verify_sha256: bool = True) ->
         applies_to=applies,
         stages=stages,
         measurements=measurements,
+        outline=outline,
         raw=raw,
     )
+
+
+def _outline(raw: Any, keys: tuple[str, ...], where: str) -> dict[str, OutlineLimits]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ModelCardError(f"{where}: outline must be an object {{label: {{\"width_mm\": [min, max], ...}}}}")
+    out = {}
+    for key, limits in raw.items():
+        if key not in keys:
+            raise ModelCardError(f"{where}: outline of {key!r}, not a label of the model")
+        if not isinstance(limits, dict) or set(limits) != {"width_mm", "height_mm"}:
+            raise ModelCardError(f"{where}: outline.{key} needs exactly width_mm and height_mm")
+        bounds = []
+        for name in ("width_mm", "height_mm"):
+            value = limits[name]
+            ok = (isinstance(value, list) and len(value) == 2
+                  and all(isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in value)
+                  and value[0] <= value[1])
+            if not ok:
+                raise ModelCardError(f"{where}: outline.{key}.{name} must be [min, max] in mm, got {value!r}")
+            bounds.append((float(value[0]), float(value[1])))
+        out[key] = OutlineLimits(bounds[0], bounds[1])
+    return out
 
 
 def read_card_json(folder: Path) -> dict[str, Any]:
@@ -375,12 +426,12 @@ def load_card(folder: Path, verify_sha256: bool = True) -> ModelCard:
 THYROID_APPLIES_TO: dict[str, Any] = {
     "modalities": ["NM"],
     "radiopharmaceutical": {
-        "codes": ["19495007", "111160004"],
+        "codes": ["19495007", "67690002", "111160004"],  # CID 25: pertechnetate, iodide I-123, I-131
         "text": r"(?i)pertechn|TcO4|iod|\bI-?12[3]\b|\bI-?131\b|\b12[3]I\b|\b131I\b|\bNaI\b",
         "if_absent": "accept",
     },
     "radionuclide": {
-        "codes": ["72454006", "1368003"],
+        "codes": ["72454006", "21572004", "1368003"],  # CID 18: Tc-99m, I-123, I-131
         "text": r"(?i)99m|techne|iod|\bI-?12[3]\b|\bI-?131\b|\b12[3]I\b|\b131I\b",
         "if_absent": "accept",
     },
@@ -397,6 +448,12 @@ THYROID_APPLIES_TO: dict[str, Any] = {
     ),
     "priority": 0,
 }
+
+#: What a thyroid gland's outline may measure (the gland card's ``outline``): on 200 phantom
+#: scans of both families the shipped gland model drew at most 98 mm wide and 111 mm tall;
+#: on renal DMSA views whose header says nothing it drew the kidneys 175-245 mm wide.
+THYROID_OUTLINE: dict[str, list[float]] = {"width_mm": [0, 150], "height_mm": [0, 140]}
+
 
 # -- the first card format -----------------------------------------------------------------
 #: What a first-format card's ``task`` implied, now written in the card.
@@ -472,6 +529,12 @@ def convert_v1(raw: dict[str, Any]) -> dict[str, Any]:
     return {**{k: out[k] for k in order if k in out}, **{k: v for k, v in out.items() if k not in order}}
 
 
+def _default_outline(task: str, outline: dict[str, Any] | None) -> dict[str, Any]:
+    if outline is None:
+        outline = {"gland": dict(THYROID_OUTLINE)} if task == "gland" else {}
+    return {"outline": outline} if outline else {}
+
+
 def task_card(
     task: str,
     *,
@@ -483,9 +546,13 @@ def task_card(
     clip: float = 1.5,
     min_component_mm2: float | None = None,
     applies_to: dict[str, Any] | None = None,
+    outline: dict[str, Any] | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
     """A schema-2 card for a model of the shipped kinds (``gland``, ``nodule``).
+
+    ``applies_to`` defaults to :data:`THYROID_APPLIES_TO`; ``outline`` to
+    :data:`THYROID_OUTLINE` on the gland (``{}``: no outline limits).
 
     ``stages`` give each pass's ``onnx`` and ``sha256`` (and optionally ``training``);
     the first sees the image (gland) or the gland window (nodule), a second one the
@@ -518,6 +585,7 @@ def task_card(
         "labels": [dict(LABELS[task])],
         "needs": spec["needs"],
         "applies_to": applies_to if applies_to is not None else dict(THYROID_APPLIES_TO),
+        **_default_outline(task, outline),
         "stages": built,
         "measurements": spec["measurements"],
         **extra,

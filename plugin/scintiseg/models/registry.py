@@ -114,6 +114,7 @@ class ModelEntry:
             "applies_to": card.applies_to.describe() if card else None,
             "needs": ({"window_of": card.needs.label, "margin": card.needs.margin}
                       if card and card.needs else None),
+            "outline": {k: v.describe() for k, v in card.outline.items()} if card else {},
             "family": card.family if card else None,
             "creator": card.creator if card else None,
             "metrics": metrics if isinstance(metrics, dict) else None,

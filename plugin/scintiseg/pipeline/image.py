@@ -49,6 +49,22 @@ class NoModelApplies(SkippedImageError):
     code = "no_model"
 
 
+class ImplausibleOutline(SkippedImageError):
+    """A label's outline measures what no image the model was made for shows (the card's
+    ``outline``): the image is of another organ or exam; it is skipped, nothing stored."""
+
+    code = "implausible_outline"
+
+
+def outline_extent_mm(mask: np.ndarray, spacing: tuple[float, float]) -> tuple[float, float] | None:
+    """(width, height) in mm of the bounding box of a frame's mask; ``None`` when it is empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return None
+    return (float(cols[-1] - cols[0] + 1) * spacing[1], float(rows[-1] - rows[0] + 1) * spacing[0])
+
+
 class ModelUnavailable(RuntimeError):
     """A model that served and would apply to this image is refused now (a file removed or
     corrupted in place): the image fails, and is retried, rather than lose its labels."""
@@ -195,6 +211,7 @@ class Pipeline:
         results = segmenter.segment_frames(frames, iso)
         labels = [lb for m in segmenter.models for lb in m.card.labels if plan.owners.get(lb.key) == m.ident]
         masks = {lb.key: np.stack([r.masks[lb.key] for r in results]) for lb in labels}
+        self._check_outlines(segmenter, plan, labels, masks, spacing)
         specs = [m for model in segmenter.models for m in model.card.measurements if m.label in masks]
         measurements = []
         for i, (frame, r) in enumerate(zip(frames, results, strict=True)):
@@ -240,6 +257,28 @@ class Pipeline:
             result.shadow = self._shadows(plan, frames, iso, results, masks, source)
             timings["shadow_ms"] = (time.perf_counter() - t) * 1e3
         return result
+
+    @staticmethod
+    def _check_outlines(
+        segmenter: Segmenter, plan: Plan, labels: list[Label], masks: dict[str, np.ndarray],
+        spacing: tuple[float, float] | None,
+    ) -> None:
+        """:class:`ImplausibleOutline` when a label's outline breaks its model's card limits."""
+        if spacing is None:
+            return  # no size without a pixel spacing
+        names = {lb.key: lb.name for lb in labels}
+        for model in segmenter.models:
+            for key, limits in model.card.outline.items():
+                if key not in masks or plan.owners.get(key) != model.ident:
+                    continue
+                for i, frame in enumerate(masks[key], 1):
+                    extent = outline_extent_mm(frame, spacing)
+                    why = limits.why_not(*extent) if extent is not None else None
+                    if why is not None:
+                        raise ImplausibleOutline(
+                            f"the {names[key]} outline of {model.ident} on frame {i} is {why}: "
+                            "not an image this model was made for"
+                        )
 
     @staticmethod
     def _flags(frames: np.ndarray, results: list[Any], iso: float | None) -> list[dict[str, str]]:

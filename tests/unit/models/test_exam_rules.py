@@ -5,6 +5,7 @@ reason, nothing stored in it."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -13,14 +14,14 @@ import pytest
 from support import ROOT
 from support.fake_gateway import FakeGateway
 from support.fake_models import write_fake_models
-from support.nm_fixtures import make_nm
+from support.nm_fixtures import make_nm, to_bytes
 from support.other_exams import OTHER_EXAMS, THYROID_EXAMS, as_exam, silent
 
 from scintiseg.core.result import Status
-from scintiseg.models.card import THYROID_APPLIES_TO
+from scintiseg.models.card import THYROID_APPLIES_TO, THYROID_OUTLINE
 from scintiseg.models.registry import Registry, onnx_loader
 from scintiseg.models.rules import AppliesTo, ImageFacts, RuleError, parse_applies_to
-from scintiseg.pipeline.image import PipelineSource
+from scintiseg.pipeline.image import ImplausibleOutline, Pipeline, PipelineSource
 from scintiseg.work.jobs import StudyJobs
 from scintiseg.work.selection import Selection
 from scintiseg_phantoms.dicom import scan_to_dataset, study_uids
@@ -107,3 +108,57 @@ def test_a_study_of_another_exam_is_skipped_with_the_reason_and_nothing_is_store
     assert gw.count("store_instance") == 0
     done = jobs.run(gw.study_of[thyroid_id])
     assert done is not None and done.status == Status.DONE and gw.count("store_instance") == 1
+
+
+# -- where the header says nothing: the gland outline's size --------------------------------
+def test_outline_limits_are_read_checked_and_listed(tmp_path: Path) -> None:
+    from support.fake_models import write_fake_model
+
+    from scintiseg.models.card import ModelCardError, load_card
+
+    folder = write_fake_model(tmp_path / "gland", "gland", outline={"gland": THYROID_OUTLINE})
+    card = load_card(folder)
+    assert card.outline["gland"].describe() == {"width_mm": [0.0, 150.0], "height_mm": [0.0, 140.0]}
+    assert card.outline["gland"].why_not(98, 111) is None
+    assert card.outline["gland"].why_not(190, 121) == "190 x 121 mm (made for 0-150 x 0-140 mm)"
+    raw = json.loads((folder / "card.json").read_text())
+    for bad, message in (({"nodule": raw["outline"]["gland"]}, "not a label"),
+                         ({"gland": {"width_mm": [0, 1]}}, "exactly width_mm and height_mm"),
+                         ({"gland": {"width_mm": [5, 1], "height_mm": [0, 1]}}, r"\[min, max\]")):
+        (folder / "card.json").write_text(json.dumps({**raw, "outline": bad}))
+        with pytest.raises(ModelCardError, match=message):
+            load_card(folder, verify_sha256=False)
+    reg = Registry(tmp_path, onnx_loader(["CPUExecutionProvider"]))
+    assert reg.current.entries[0].describe()["outline"] == {}  # the refused card lists none
+
+
+def dmsa_view(seed: int, view: str) -> pydicom.Dataset:
+    from scintiseg_phantoms.renal import generate_study, renal_study_uids, view_to_dataset
+
+    study_uid, series_uid, sops = renal_study_uids(seed)
+    ds = view_to_dataset(generate_study(seed), view, patient_id="P", patient_name="T^P", study_uid=study_uid,
+                         series_uid=series_uid, sop_uid=sops[view])
+    return pydicom.dcmread(io.BytesIO(to_bytes(silent(ds))))
+
+
+def test_the_shipped_gland_outline_refuses_most_renal_views_whose_header_says_nothing() -> None:
+    """Measured: 53 of 60 such DMSA views refused (seeds 300-329); no thyroid scan refused."""
+    from scintiseg_phantoms.independent import generate
+
+    pipeline = Pipeline.from_models_dir(ROOT / "models", providers=["CPUExecutionProvider"])
+    refused = segmented = 0
+    for seed in range(300, 315):
+        for view in ("posterior", "anterior"):
+            try:
+                pipeline.process(dmsa_view(seed, view))
+                segmented += 1
+            except ImplausibleOutline as exc:
+                assert "not an image this model was made for" in str(exc) and exc.code == "implausible_outline"
+                refused += 1
+    assert refused >= 0.75 * (refused + segmented), (refused, segmented)
+    for seed in range(5000, 5012):
+        for scan in (generate_scan(seed), generate(seed)):
+            study, series, (sop,) = study_uids(seed, 1)
+            ds = scan_to_dataset(scan, patient_id="P", patient_name="T^P", study_uid=study, series_uid=series,
+                                 sop_uid=sop)
+            pipeline.process(pydicom.dcmread(io.BytesIO(to_bytes(ds))))  # raises if refused
