@@ -29,6 +29,7 @@ from scintiseg.dicom.builder import (
     add_patient,
     add_series,
     add_study,
+    code_item,
     new_instance,
 )
 
@@ -41,12 +42,12 @@ NM_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.20"
 _MANUFACTURER = "ScintiSeg synthetic"
 
 
-def _code(value: str, scheme: str, meaning: str) -> Dataset:
-    item = Dataset()
-    item.CodeValue = value
-    item.CodingSchemeDesignator = scheme
-    item.CodeMeaning = meaning
-    return item
+def add_supine_head_first(ds: Dataset) -> None:
+    """The NM/PET Patient Orientation module of a patient lying supine, head first."""
+    orient = code_item("102538003", "SCT", "recumbent")
+    orient.PatientOrientationModifierCodeSequence = DicomSequence([code_item("40199007", "SCT", "supine")])
+    ds.PatientOrientationCodeSequence = DicomSequence([orient])
+    ds.PatientGantryRelationshipCodeSequence = DicomSequence([code_item("102540008", "SCT", "headfirst")])
 
 
 def _birth_date(acq_date: str, age: int) -> str:
@@ -55,7 +56,7 @@ def _birth_date(acq_date: str, age: int) -> str:
     return born.strftime("%Y%m%d")
 
 
-def _ds(value: float) -> str:
+def ds_text(value: float) -> str:
     """A DS string of at most 16 characters."""
     text = f"{value:.6g}"
     return text if len(text) <= 16 else f"{value:.8e}"[:16]
@@ -98,15 +99,7 @@ def scan_to_dataset(
     add_study(ds, Study(study_uid, acq_date, acq_time, description=study_description))
     ds.PatientAge = f"{int(p.get('patient_age', 50)):03d}Y"
     add_series(ds, Series("NM", series_uid, 1, series_description, acq_date, acq_time, body_part="NECK"))
-    # NM/PET Patient Orientation
-    orient = _code("102538003", "SCT", "recumbent")
-    orient.PatientOrientationModifierCodeSequence = DicomSequence(
-        [_code("40199007", "SCT", "supine")]
-    )
-    ds.PatientOrientationCodeSequence = DicomSequence([orient])
-    ds.PatientGantryRelationshipCodeSequence = DicomSequence(
-        [_code("102540008", "SCT", "headfirst")]
-    )
+    add_supine_head_first(ds)
     add_equipment(ds, Equipment(_MANUFACTURER, "scintiseg_phantoms", software_versions="1"))
     # General Acquisition / General Image / NM Image; anterior view: the patient's right on the image left
     ds.AcquisitionDate = acq_date
@@ -128,7 +121,7 @@ def scan_to_dataset(
     ds.BitsStored = 16
     ds.HighBit = 15
     ds.PixelRepresentation = 0
-    ds.PixelSpacing = [_ds(first.pixel_spacing_mm), _ds(first.pixel_spacing_mm)]
+    ds.PixelSpacing = [ds_text(first.pixel_spacing_mm), ds_text(first.pixel_spacing_mm)]
     # Multi-frame / NM Multi-frame
     ds.NumberOfFrames = n_frames
     ds.FrameIncrementPointer = [Tag(0x0054, 0x0010), Tag(0x0054, 0x0020)]
@@ -140,21 +133,21 @@ def scan_to_dataset(
     window = Dataset()
     half = spec.photopeak_kev * spec.window_pct / 200.0
     rng_item = Dataset()
-    rng_item.EnergyWindowLowerLimit = _ds(spec.photopeak_kev - half)
-    rng_item.EnergyWindowUpperLimit = _ds(spec.photopeak_kev + half)
+    rng_item.EnergyWindowLowerLimit = ds_text(spec.photopeak_kev - half)
+    rng_item.EnergyWindowUpperLimit = ds_text(spec.photopeak_kev + half)
     window.EnergyWindowRangeSequence = DicomSequence([rng_item])
     window.EnergyWindowName = f"{spec.name} {spec.photopeak_kev:g} keV"
     ds.EnergyWindowInformationSequence = DicomSequence([window])
     pharm = Dataset()
-    pharm.RadionuclideCodeSequence = DicomSequence([_code(*spec.radionuclide_code)])
+    pharm.RadionuclideCodeSequence = DicomSequence([code_item(*spec.radionuclide_code)])
     oral = spec.name == "I-131"
     pharm.RadiopharmaceuticalRoute = "Oral" if oral else "Intravenous"
     pharm.AdministrationRouteCodeSequence = DicomSequence(
-        [_code("26643006", "SCT", "Oral") if oral else _code("47625008", "SCT", "Intravenous")]
+        [code_item("26643006", "SCT", "Oral") if oral else code_item("47625008", "SCT", "Intravenous")]
     )
-    pharm.RadionuclideTotalDose = _ds(float(p.get("dose_mbq", 100.0)))
+    pharm.RadionuclideTotalDose = ds_text(float(p.get("dose_mbq", 100.0)))
     pharm.Radiopharmaceutical = spec.pharmaceutical
-    pharm.RadiopharmaceuticalCodeSequence = DicomSequence([_code(*spec.pharmaceutical_code)])
+    pharm.RadiopharmaceuticalCodeSequence = DicomSequence([code_item(*spec.pharmaceutical_code)])
     ds.RadiopharmaceuticalInformationSequence = DicomSequence([pharm])
     # NM Detector
     detectors = []
@@ -170,13 +163,13 @@ def scan_to_dataset(
         det.XFocusCenter = "0" if pinhole else None
         det.YFocusCenter = "0" if pinhole else None
         zoom = 400.0 / (float(sp_["fov_mm"]) if not pinhole else 400.0)
-        det.ZoomFactor = [_ds(max(zoom, 1.0)), _ds(max(zoom, 1.0))]
+        det.ZoomFactor = [ds_text(max(zoom, 1.0)), ds_text(max(zoom, 1.0))]
         # anterior view, supine head first: rows run to the patient's left (+x),
         # columns to the feet (-z); position of the first pixel centre (mm)
         n_, sp = s.counts.shape[1], s.pixel_spacing_mm
         det.ImageOrientationPatient = ["1", "0", "0", "0", "0", "-1"]
-        det.ImagePositionPatient = [_ds(-(n_ / 2 - 0.5) * sp), "0", _ds((n_ / 2 - 0.5) * sp)]
-        det.ViewCodeSequence = DicomSequence([_code("399321004", "SCT", "Anterior projection")])
+        det.ImagePositionPatient = [ds_text(-(n_ / 2 - 0.5) * sp), "0", ds_text((n_ / 2 - 0.5) * sp)]
+        det.ViewCodeSequence = DicomSequence([code_item("399321004", "SCT", "Anterior projection")])
         detectors.append(det)
     ds.DetectorInformationSequence = DicomSequence(detectors)
 

@@ -35,6 +35,7 @@ from scintiseg.dicom.builder import (
     add_patient,
     add_series,
     add_study,
+    code_item,
     new_instance,
 )
 
@@ -44,14 +45,6 @@ NM_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.20"
 
 #: the sizes the plugin must accept (square gamma-camera matrices)
 SIZES = (64, 128, 256, 512)
-
-
-def _code(value: str, scheme: str, meaning: str) -> Dataset:
-    item = Dataset()
-    item.CodeValue = value
-    item.CodingSchemeDesignator = scheme
-    item.CodeMeaning = meaning
-    return item
 
 
 def _uid(*parts: object) -> str:
@@ -105,13 +98,13 @@ def make_nm(
     add_series(ds, Series("NM", _uid("series", *key), 1, "THYROID ANT", "20240102", "083000", body_part="THYROID"))
     # NM/PET Patient Orientation
     ds.PatientOrientationCodeSequence = DicomSequence(
-        [_code("102538003", "SCT", "recumbent")]
+        [code_item("102538003", "SCT", "recumbent")]
     )
     ds.PatientOrientationCodeSequence[0].PatientOrientationModifierCodeSequence = (
-        DicomSequence([_code("40199007", "SCT", "supine")])
+        DicomSequence([code_item("40199007", "SCT", "supine")])
     )
     ds.PatientGantryRelationshipCodeSequence = DicomSequence(
-        [_code("102540008", "SCT", "headfirst")]
+        [code_item("102540008", "SCT", "headfirst")]
     )
     # Frame of Reference (User option in NM; planar images normally have none)
     if frame_of_reference:
@@ -156,12 +149,12 @@ def make_nm(
     ds.EnergyWindowInformationSequence = DicomSequence([window])
     radio = Dataset()
     radio.RadionuclideCodeSequence = DicomSequence(
-        [_code("72454006", "SCT", "^99m^Technetium")]
+        [code_item("72454006", "SCT", "^99m^Technetium")]
     )
     radio.RadiopharmaceuticalRoute = "Intravenous"
     radio.RadionuclideTotalDose = 74.0
     radio.RadiopharmaceuticalCodeSequence = DicomSequence(
-        [_code("19495007", "SCT", "Sodium pertechnetate Tc^99m^")]
+        [code_item("19495007", "SCT", "Sodium pertechnetate Tc^99m^")]
     )
     ds.RadiopharmaceuticalInformationSequence = DicomSequence([radio])
     # NM Detector

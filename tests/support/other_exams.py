@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pydicom import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
+from scintiseg.dicom.builder import code_item
+
 
 @dataclass(frozen=True)
 class Exam:
@@ -50,12 +52,6 @@ THYROID_EXAMS: dict[str, Exam] = {
 }
 
 
-def _code(value: str, meaning: str) -> Dataset:
-    item = Dataset()
-    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, "SCT", meaning
-    return item
-
-
 def as_exam(ds: Dataset, exam: Exam) -> Dataset:
     """``ds`` with the header of ``exam`` (in place; returned for chaining)."""
     ds.SpecificCharacterSet = "ISO_IR 192"  # the descriptions are not all ASCII
@@ -67,7 +63,7 @@ def as_exam(ds: Dataset, exam: Exam) -> Dataset:
         ds.BodyPartExamined = exam.body_part
     item = Dataset()
     item.Radiopharmaceutical = exam.radiopharmaceutical
-    item.RadionuclideCodeSequence = DicomSequence([_code(*exam.radionuclide)])
+    item.RadionuclideCodeSequence = DicomSequence([code_item(exam.radionuclide[0], "SCT", exam.radionuclide[1])])
     ds.RadiopharmaceuticalInformationSequence = DicomSequence([item])
     return ds
 

@@ -28,9 +28,11 @@ from scintiseg.dicom.builder import (
     add_patient,
     add_series,
     add_study,
+    code_item,
     new_instance,
 )
 
+from ..dicom import add_supine_head_first, ds_text
 from .study import RenalStudy
 
 __all__ = ["VIEW_CODES", "renal_study_uids", "view_to_dataset", "write_renal_study"]
@@ -44,16 +46,6 @@ VIEW_CODES: dict[str, tuple[str, str, list[str], list[str]]] = {
 }
 DMSA = ("24511001", "SCT", "Technetium Tc^99m^ succimer")
 TC99M = ("72454006", "SCT", "^99m^Technetium")
-
-
-def _code(value: str, scheme: str, meaning: str) -> Dataset:
-    item = Dataset()
-    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
-    return item
-
-
-def _ds(v: float) -> str:
-    return f"{v:.6g}"
 
 
 def renal_study_uids(seed: int) -> tuple[str, str, dict[str, str]]:
@@ -77,11 +69,7 @@ def view_to_dataset(
     add_study(ds, Study(study_uid, date, time, description="Renal DMSA scan"))
     add_series(ds, Series("NM", series_uid, 1, "DMSA static", date, time, body_part="KIDNEY"))
     ds.ImageLaterality = "B"  # a paired organ, both kidneys in the image (then no series Laterality)
-    # NM/PET Patient Orientation: supine, head first
-    orient = _code("102538003", "SCT", "recumbent")
-    orient.PatientOrientationModifierCodeSequence = DicomSequence([_code("40199007", "SCT", "supine")])
-    ds.PatientOrientationCodeSequence = DicomSequence([orient])
-    ds.PatientGantryRelationshipCodeSequence = DicomSequence([_code("102540008", "SCT", "headfirst")])
+    add_supine_head_first(ds)
     add_equipment(ds, Equipment("ScintiSeg synthetic", "scintiseg_phantoms", software_versions="1"))
     ds.AcquisitionDate, ds.AcquisitionTime = date, time
     add_general_image(ds, GeneralImage(instance_number, date, time, ["ORIGINAL", "PRIMARY", "STATIC", "EMISSION"],
@@ -92,7 +80,7 @@ def view_to_dataset(
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.Rows, ds.Columns = image.counts.shape
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    ds.PixelSpacing = [_ds(study.pixel_spacing_mm)] * 2
+    ds.PixelSpacing = [ds_text(study.pixel_spacing_mm)] * 2
     ds.NumberOfFrames = 1
     ds.FrameIncrementPointer = [Tag(0x0054, 0x0010), Tag(0x0054, 0x0020)]
     ds.NumberOfEnergyWindows, ds.EnergyWindowVector = 1, [1]
@@ -103,20 +91,20 @@ def view_to_dataset(
     window.EnergyWindowName = "Tc-99m 140 keV"
     ds.EnergyWindowInformationSequence = DicomSequence([window])
     pharm = Dataset()
-    pharm.RadionuclideCodeSequence = DicomSequence([_code(*TC99M)])
+    pharm.RadionuclideCodeSequence = DicomSequence([code_item(*TC99M)])
     pharm.RadiopharmaceuticalRoute = "Intravenous"
     pharm.RadionuclideTotalDose = "80"
     pharm.Radiopharmaceutical = "Tc99m DMSA"
-    pharm.RadiopharmaceuticalCodeSequence = DicomSequence([_code(*DMSA)])
+    pharm.RadiopharmaceuticalCodeSequence = DicomSequence([code_item(*DMSA)])
     ds.RadiopharmaceuticalInformationSequence = DicomSequence([pharm])
     det = Dataset()
     det.CollimatorGridName, det.CollimatorType = "LEHR", "PARA"
     det.FieldOfViewShape, det.FieldOfViewDimensions = "RECTANGLE", [540, 400]
     det.ImageOrientationPatient = orientation
     n, px = image.counts.shape[1], study.pixel_spacing_mm
-    det.ImagePositionPatient = [_ds((n / 2 - 0.5) * px * (1 if view == "posterior" else -1)), "0",
-                                _ds((n / 2 - 0.5) * px)]
-    det.ViewCodeSequence = DicomSequence([_code(code, "SCT", meaning)])
+    det.ImagePositionPatient = [ds_text((n / 2 - 0.5) * px * (1 if view == "posterior" else -1)), "0",
+                                ds_text((n / 2 - 0.5) * px)]
+    det.ViewCodeSequence = DicomSequence([code_item(code, "SCT", meaning)])
     ds.DetectorInformationSequence = DicomSequence([det])
     ds.PixelData = image.counts.astype("<u2", copy=False).tobytes()
     return ds

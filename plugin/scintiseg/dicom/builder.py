@@ -13,7 +13,8 @@ and nothing else:
 * :func:`add_series`, :func:`add_equipment`, :func:`add_general_image`: General Series,
   General Equipment and General Image (:class:`Series`, :class:`Equipment`,
   :class:`GeneralImage`);
-* :func:`image_reference`: a reference to a source image (SOP class and instance).
+* :func:`image_reference`: a reference to a source image (SOP class and instance);
+* :func:`code_item`: a coded item (Code Value, Coding Scheme Designator, Code Meaning).
 
 Values are taken as given (never from the clock), so the same arguments give the same
 bytes. Pure pydicom.
@@ -46,6 +47,7 @@ __all__ = [
     "add_patient",
     "add_series",
     "add_study",
+    "code_item",
     "copy_patient_and_study",
     "derived_instance",
     "file_meta",
@@ -275,4 +277,13 @@ def image_reference(source: Dataset) -> Dataset:
     item = Dataset()
     item.ReferencedSOPClassUID = source.SOPClassUID
     item.ReferencedSOPInstanceUID = source.SOPInstanceUID
+    return item
+
+
+def code_item(value: str, scheme: str, meaning: str) -> Dataset:
+    """A coded item of a code sequence."""
+    item = Dataset()
+    item.CodeValue = value
+    item.CodingSchemeDesignator = scheme
+    item.CodeMeaning = meaning
     return item

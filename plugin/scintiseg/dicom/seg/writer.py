@@ -98,6 +98,7 @@ from scintiseg.dicom.builder import (
     add_equipment,
     add_general_image,
     add_series,
+    code_item,
     derived_instance,
     image_reference,
 )
@@ -205,11 +206,8 @@ def _check_masks(masks: np.ndarray, n_frames: int, rows: int, cols: int, n_seg: 
 
 
 def _code_item(code: Code) -> Dataset:
-    item = Dataset()
-    item.CodeValue = code[1]
-    item.CodingSchemeDesignator = code[0]
-    item.CodeMeaning = code[2]
-    return item
+    scheme, value, meaning = code
+    return code_item(value, scheme, meaning)
 
 
 def _concept(code: Code) -> hd.sr.CodedConcept:
