@@ -33,12 +33,18 @@ class DataBackend(Protocol):
     """What these routes need from the plugin backend."""
 
     @property
-    def labels(self) -> LabelIntake | None: ...
+    def labels(self) -> LabelIntake | None:
+        """The physician labels' intake; ``None`` when the labels metadata is not declared."""
+        ...
 
     @property
-    def gateway(self) -> Gateway: ...
+    def gateway(self) -> Gateway:
+        """The store the dataset export reads."""
+        ...
 
-    def study_exists(self, study_id: str) -> bool: ...
+    def study_exists(self, study_id: str) -> bool:
+        """Whether Orthanc holds the study."""
+        ...
 
 
 def _intake(backend: DataBackend) -> LabelIntake:

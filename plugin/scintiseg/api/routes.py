@@ -53,8 +53,7 @@ from scintiseg.api.http import (
 )
 from scintiseg.api.views import health_view, queue_view, study_view
 from scintiseg.core.result import StudyResult
-from scintiseg.core.store import Gateway, NotFoundError
-from scintiseg.intake.labels import LabelIntake
+from scintiseg.core.store import NotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -70,22 +69,10 @@ __all__ = [
 ]
 
 
-class Backend(Protocol):
-    """What the routes need from the running plugin (:class:`scintiseg.app.backend.PluginBackend`)."""
-
-    @property
-    def labels(self) -> LabelIntake | None:
-        """The physician labels' intake; ``None`` when the labels metadata is not declared."""
-        ...
-
-    @property
-    def gateway(self) -> Gateway:
-        """The store the dataset export reads."""
-        ...
-
-    def study_exists(self, study_id: str) -> bool:
-        """Whether Orthanc holds the study."""
-        ...
+class Backend(data.DataBackend, Protocol):
+    """What the routes need from the running plugin (:class:`scintiseg.app.backend.PluginBackend`):
+    the labels' intake, the store and the study check of :class:`scintiseg.api.data.DataBackend`,
+    and the following."""
 
     def get_study_result(self, study_id: str) -> StudyResult | None:
         """The result recorded on the study, ``None`` if none."""
